@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need on a fresh Debian machine, and nothing twice:
+# PostgreSQL and the CNCF distribution registry from Debian's packages, and a Python virtualenv
+# with MLflow (the version the action deploys by default), its PostgreSQL and GCS extras and scikit-learn.
+# Prints the virtualenv's path as its last line.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+mlflow_version=$(sed -n 's/^const DefaultMLflowVersion = "\(.*\)"$/\1/p' "$here/internal/config/defaults.go")
+[ -n "$mlflow_version" ] || { echo "setup: cannot read DefaultMLflowVersion from internal/config/defaults.go" >&2; exit 1; }
+
+need=()
+command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
+command -v docker-registry >/dev/null 2>&1 || [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]} from Debian's packages" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd=sudo
+  $sudo_cmd apt-get update -qq >&2
+  $sudo_cmd apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+  # Debian starts services on install; the tests start their own on loopback ports.
+  $sudo_cmd systemctl stop docker-registry postgresql >/dev/null 2>&1 || true
+  $sudo_cmd service docker-registry stop >/dev/null 2>&1 || true
+  $sudo_cmd service postgresql stop >/dev/null 2>&1 || true
+fi
+
+venv="${DEPLOY_MLFLOW_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/deploy-mlflow/venv-mlflow-$mlflow_version}"
+if [ ! -x "$venv/bin/mlflow" ] || ! "$venv/bin/python" -c 'import mlflow, sklearn, psycopg2, google.cloud.storage' >/dev/null 2>&1; then
+  echo "setup: creating $venv with mlflow==$mlflow_version" >&2
+  python3 -m venv "$venv" >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check \
+    "mlflow==$mlflow_version" psycopg2-binary google-cloud-storage scikit-learn >&2
+fi
+echo "$venv"

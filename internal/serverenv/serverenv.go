@@ -1,0 +1,43 @@
+// Package serverenv names the environment through which the action's Cloud Run service configures the
+// server program inside the image. The action writes these names into the service spec and the server
+// reads them, so both import them from here and neither can drift from the other.
+package serverenv
+
+const (
+	// BackendStoreURI holds the SQLAlchemy URL of MLflow's backend store (from a secret).
+	BackendStoreURI = "DEPLOY_MLFLOW_BACKEND_STORE_URI"
+	// ArtifactsDestination holds the gs:// URI where MLflow's artifact proxy stores artifacts.
+	ArtifactsDestination = "DEPLOY_MLFLOW_ARTIFACTS_DESTINATION"
+	// Auth is the auth mode: AuthBasic or AuthIAM.
+	Auth = "DEPLOY_MLFLOW_AUTH"
+	// Username and Password are the HTTP basic-auth credentials (from secrets) when Auth is AuthBasic.
+	Username = "DEPLOY_MLFLOW_USERNAME"
+	Password = "DEPLOY_MLFLOW_PASSWORD"
+	// MLflowCommand overrides the mlflow executable the server starts (default: "mlflow" on PATH).
+	MLflowCommand = "DEPLOY_MLFLOW_MLFLOW_COMMAND"
+	// ShutdownGrace is how long in-flight requests may run after SIGTERM (a Go duration; default 8s,
+	// inside Cloud Run's 10 s between SIGTERM and SIGKILL).
+	ShutdownGrace = "DEPLOY_MLFLOW_SHUTDOWN_GRACE"
+
+	// Port is the port Cloud Run tells the container to listen on.
+	Port = "PORT"
+
+	// MLflow's own documented settings, passed through to MLflow; the server sets a default when unset.
+	Workers       = "MLFLOW_WORKERS"
+	DBPoolSize    = "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"
+	DBMaxOverflow = "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"
+	DBPoolRecycle = "MLFLOW_SQLALCHEMYSTORE_POOL_RECYCLE"
+)
+
+// Auth modes.
+const (
+	AuthBasic = "basic"
+	AuthIAM   = "iam"
+)
+
+// HealthPath answers 200 only once MLflow answers its own /health; it needs no credentials. Cloud Run's
+// startup probe uses it.
+const HealthPath = "/health"
+
+// BinaryPath is where the server program lives in the deployed image; the image's Entrypoint.
+const BinaryPath = "/usr/local/bin/deploy-mlflow-server"
