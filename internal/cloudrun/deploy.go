@@ -1,0 +1,238 @@
+package cloudrun
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	run "cloud.google.com/go/run/apiv2"
+	"cloud.google.com/go/run/apiv2/runpb"
+	"github.com/googleapis/gax-go/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// Result is what a deploy left running.
+type Result struct {
+	Service  *runpb.Service
+	Revision string // the ready revision's short name
+	Created  bool   // the service did not exist before
+	Updated  bool   // the service was written; false when nothing had changed
+	Changes  []string
+}
+
+// RevisionError is a revision that did not become ready, with Cloud Run's reason.
+type RevisionError struct {
+	Revision string
+	Reason   string
+	LogsURL  string
+}
+
+func (e *RevisionError) Error() string {
+	return fmt.Sprintf("Cloud Run revision %s is not ready: %s\nLogs: %s", e.Revision, e.Reason, e.LogsURL)
+}
+
+// Deployer creates or updates services with the Cloud Run Admin API.
+type Deployer struct {
+	Services  *run.ServicesClient
+	Revisions *run.RevisionsClient
+	// Logf reports progress; nil is silent.
+	Logf func(format string, args ...any)
+}
+
+// maxConflicts bounds read-modify-write retries when someone else writes the service meanwhile.
+const maxConflicts = 3
+
+// Deploy makes the live service match desired: it creates it when missing, updates it (read, change,
+// write back with the read etag) when a field the action manages differs, and writes nothing when none
+// does. It waits up to wait for the new revision and fails with Cloud Run's reason if it is not ready.
+func (d *Deployer) Deploy(ctx context.Context, desired *runpb.Service, wait time.Duration) (*Result, error) {
+	for attempt := 1; ; attempt++ {
+		res, err := d.deployOnce(ctx, desired, wait)
+		if err != nil && isConflict(err) && attempt < maxConflicts {
+			d.logf("the service changed while it was being updated (%v); reading it again", err)
+			continue
+		}
+		return res, err
+	}
+}
+
+func (d *Deployer) deployOnce(ctx context.Context, desired *runpb.Service, wait time.Duration) (*Result, error) {
+	live, err := d.Services.GetService(ctx, &runpb.GetServiceRequest{Name: desired.Name})
+	switch status.Code(err) {
+	case codes.OK:
+	case codes.NotFound:
+		return d.create(ctx, desired, wait)
+	default:
+		return nil, explain(err, desired.Name, "read")
+	}
+	changes := Changes(live, desired)
+	if len(changes) == 0 {
+		d.logf("service %s is already up to date: nothing to write", shortName(desired.Name))
+		return d.ready(ctx, live, &Result{})
+	}
+	d.logf("updating service %s: %s changed", shortName(desired.Name), strings.Join(changes, ", "))
+	op, err := d.Services.UpdateService(ctx, &runpb.UpdateServiceRequest{Service: Apply(live, desired)})
+	if err != nil {
+		return nil, explain(err, desired.Name, "update")
+	}
+	svc, err := d.wait(ctx, wait, desired, op.Name(), op.Wait)
+	if err != nil {
+		return nil, err
+	}
+	return d.ready(ctx, svc, &Result{Updated: true, Changes: changes})
+}
+
+func (d *Deployer) create(ctx context.Context, desired *runpb.Service, wait time.Duration) (*Result, error) {
+	parent, id := splitName(desired.Name)
+	d.logf("creating service %s", id)
+	svc := cloneForCreate(desired)
+	op, err := d.Services.CreateService(ctx, &runpb.CreateServiceRequest{Parent: parent, ServiceId: id, Service: svc})
+	if err != nil {
+		return nil, explain(err, desired.Name, "create")
+	}
+	created, err := d.wait(ctx, wait, desired, op.Name(), op.Wait)
+	if err != nil {
+		return nil, err
+	}
+	return d.ready(ctx, created, &Result{Created: true, Updated: true, Changes: []string{"service created"}})
+}
+
+// wait waits for a long-running operation with a deadline of its own: op.Wait polls forever.
+func (d *Deployer) wait(ctx context.Context, wait time.Duration, desired *runpb.Service, opName string,
+	waitFn func(context.Context, ...gax.CallOption) (*runpb.Service, error)) (*runpb.Service, error) {
+	d.logf("waiting up to %s for the new revision (operation %s)", wait, opName)
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	svc, err := waitFn(wctx)
+	if err == nil {
+		return svc, nil
+	}
+	if ctx.Err() == nil && wctx.Err() != nil {
+		return nil, fmt.Errorf("the new revision of %s was not ready within wait_timeout (%s); it may still become ready, see %s",
+			shortName(desired.Name), wait, LogsURL(desired.Name))
+	}
+	// A failed revision fails the operation; report the revision's own reason.
+	if rerr := d.revisionFailure(ctx, desired.Name); rerr != nil {
+		return nil, rerr
+	}
+	return nil, explain(err, desired.Name, "deploy")
+}
+
+// ready checks that the latest revision serves: the service reports its latest created revision as ready.
+func (d *Deployer) ready(ctx context.Context, svc *runpb.Service, res *Result) (*Result, error) {
+	res.Service = svc
+	tc := svc.GetTerminalCondition()
+	if svc.LatestCreatedRevision != "" && svc.LatestCreatedRevision == svc.LatestReadyRevision &&
+		tc.GetState() == runpb.Condition_CONDITION_SUCCEEDED {
+		res.Revision = shortName(svc.LatestReadyRevision)
+		return res, nil
+	}
+	if rerr := d.revisionFailure(ctx, svc.Name); rerr != nil {
+		return nil, rerr
+	}
+	return nil, &RevisionError{Revision: shortName(svc.LatestCreatedRevision), Reason: conditionText(tc), LogsURL: LogsURL(svc.Name)}
+}
+
+// revisionFailure reads the service's latest created revision and, if it failed, says why.
+func (d *Deployer) revisionFailure(ctx context.Context, name string) error {
+	svc, err := d.Services.GetService(ctx, &runpb.GetServiceRequest{Name: name})
+	if err != nil || svc.LatestCreatedRevision == "" || svc.LatestCreatedRevision == svc.LatestReadyRevision {
+		return nil
+	}
+	rev, err := d.Revisions.GetRevision(ctx, &runpb.GetRevisionRequest{Name: svc.LatestCreatedRevision})
+	if err != nil {
+		return nil
+	}
+	for _, c := range rev.GetConditions() {
+		if c.GetState() == runpb.Condition_CONDITION_FAILED {
+			return &RevisionError{Revision: shortName(rev.Name), Reason: conditionText(c), LogsURL: LogsURL(name)}
+		}
+	}
+	return nil
+}
+
+func conditionText(c *runpb.Condition) string {
+	if c == nil {
+		return "Cloud Run gave no reason"
+	}
+	reason := c.GetRevisionReason().String()
+	if r := c.GetReason(); r != runpb.Condition_COMMON_REASON_UNDEFINED {
+		reason = r.String()
+	}
+	if c.GetMessage() == "" {
+		return reason
+	}
+	return fmt.Sprintf("%s (%s)", c.GetMessage(), reason)
+}
+
+// LogsURL is the Cloud Console page of the service's logs.
+func LogsURL(name string) string { return consoleURL(name, "logs") }
+
+// ConsoleURL is the Cloud Console page of the service.
+func ConsoleURL(name string) string { return consoleURL(name, "revisions") }
+
+func consoleURL(name, tab string) string {
+	p := strings.Split(name, "/") // projects/P/locations/R/services/S
+	if len(p) != 6 {
+		return "https://console.cloud.google.com/run"
+	}
+	return fmt.Sprintf("https://console.cloud.google.com/run/detail/%s/%s/%s?project=%s", p[3], p[5], tab, p[1])
+}
+
+// isConflict tells a write that lost a race (stale etag, created meanwhile), which is worth a new read.
+func isConflict(err error) bool {
+	switch status.Code(err) {
+	case codes.Aborted, codes.AlreadyExists:
+		return true
+	case codes.FailedPrecondition:
+		return strings.Contains(strings.ToLower(err.Error()), "etag")
+	}
+	return false
+}
+
+// apiError is a Cloud Run API failure put in the user's terms; it unwraps to the gRPC status.
+type apiError struct {
+	msg string
+	err error
+}
+
+func (e *apiError) Error() string { return e.msg }
+func (e *apiError) Unwrap() error { return e.err }
+
+func explain(err error, name, verb string) error {
+	svc := shortName(name)
+	switch status.Code(err) {
+	case codes.PermissionDenied:
+		return &apiError{err: err, msg: fmt.Sprintf("Cloud Run refused to %s service %s: %s. The deploying identity needs roles/run.admin (or roles/run.developer plus roles/iam.serviceAccountUser on the runtime service account), and the Cloud Run Admin API must be enabled (gcloud services enable run.googleapis.com)", verb, svc, status.Convert(err).Message())}
+	case codes.Unauthenticated:
+		return &apiError{err: err, msg: fmt.Sprintf("Cloud Run did not accept the credentials: %s; check the google-github-actions/auth step", status.Convert(err).Message())}
+	case codes.Aborted, codes.AlreadyExists:
+		return &apiError{err: err, msg: fmt.Sprintf("service %s was changed by someone else during the %s: %s", svc, verb, status.Convert(err).Message())}
+	case codes.InvalidArgument:
+		return &apiError{err: err, msg: fmt.Sprintf("Cloud Run refused the service spec of %s: %s", svc, status.Convert(err).Message())}
+	}
+	return &apiError{err: err, msg: fmt.Sprintf("Cloud Run %s of service %s failed: %v", verb, svc, err)}
+}
+
+// cloneForCreate drops the name, which CreateService takes as parent and service_id instead.
+func cloneForCreate(s *runpb.Service) *runpb.Service {
+	out := proto.Clone(s).(*runpb.Service)
+	out.Name = ""
+	return out
+}
+
+func splitName(name string) (parent, id string) {
+	i := strings.LastIndex(name, "/services/")
+	return name[:i], name[i+len("/services/"):]
+}
+
+func shortName(name string) string { return name[strings.LastIndexByte(name, '/')+1:] }
+
+func (d *Deployer) logf(format string, args ...any) {
+	if d.Logf != nil {
+		d.Logf(format, args...)
+	}
+}
