@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -604,14 +603,4 @@ func CPUMillis(v string) (int, bool) {
 		return n, true
 	}
 	return 0, false
-}
-
-// SortedLabels returns the label keys in order, for stable output.
-func SortedLabels(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
