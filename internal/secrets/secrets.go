@@ -1,0 +1,94 @@
+// Package secrets checks, before anything is built or deployed, that every Secret Manager secret
+// version the service will read exists and is enabled. It reads only metadata, never a secret's value.
+package secrets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	secretmanager "cloud.google.com/go/secretmanager/apiv1"
+	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/deploy-mlflow/deploy-mlflow/internal/config"
+)
+
+// MissingError is a secret version that the service could not read, and how to fix it.
+type MissingError struct {
+	Ref    config.SecretRef
+	Reason string
+	Fix    string
+}
+
+func (e *MissingError) Error() string {
+	return fmt.Sprintf("secret %s (input %s) %s; %s", e.Ref.Secret, e.Ref.Input, e.Reason, e.Fix)
+}
+
+// Check looks up every reference and returns one error per reference that is not usable, joined.
+func Check(ctx context.Context, client *secretmanager.Client, refs []config.SecretRef) error {
+	var errs []error
+	seen := map[string]bool{}
+	for _, ref := range refs {
+		if seen[ref.Name()] {
+			continue
+		}
+		seen[ref.Name()] = true
+		if err := check(ctx, client, ref); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func check(ctx context.Context, client *secretmanager.Client, ref config.SecretRef) error {
+	v, err := client.GetSecretVersion(ctx, &secretmanagerpb.GetSecretVersionRequest{Name: ref.Name()})
+	switch status.Code(err) {
+	case codes.OK:
+	case codes.NotFound:
+		return notFound(ctx, client, ref)
+	case codes.PermissionDenied:
+		return &MissingError{Ref: ref, Reason: "could not be looked up: " + status.Convert(err).Message(),
+			Fix: fmt.Sprintf("grant the deploying identity roles/secretmanager.viewer on project %s (and the runtime service account roles/secretmanager.secretAccessor)", ref.Project)}
+	default:
+		return fmt.Errorf("looking up secret %s (input %s): %w", ref.Secret, ref.Input, err)
+	}
+	switch v.GetState() {
+	case secretmanagerpb.SecretVersion_ENABLED:
+		return nil
+	case secretmanagerpb.SecretVersion_DISABLED:
+		return &MissingError{Ref: ref, Reason: fmt.Sprintf("version %s is disabled", lastSegment(v.GetName())),
+			Fix: fmt.Sprintf("enable it with: gcloud secrets versions enable %s --secret=%s --project=%s", lastSegment(v.GetName()), ref.Secret, ref.Project)}
+	default:
+		return &MissingError{Ref: ref, Reason: fmt.Sprintf("version %s is %s", lastSegment(v.GetName()), v.GetState()),
+			Fix: addVersion(ref)}
+	}
+}
+
+// notFound tells a missing secret from a missing version.
+func notFound(ctx context.Context, client *secretmanager.Client, ref config.SecretRef) error {
+	_, err := client.GetSecret(ctx, &secretmanagerpb.GetSecretRequest{Name: fmt.Sprintf("projects/%s/secrets/%s", ref.Project, ref.Secret)})
+	if status.Code(err) == codes.NotFound {
+		return &MissingError{Ref: ref, Reason: "does not exist in project " + ref.Project,
+			Fix: fmt.Sprintf("create it with: printf '%%s' \"$VALUE\" | gcloud secrets create %s --data-file=- --project=%s", ref.Secret, ref.Project)}
+	}
+	if ref.Version == "latest" {
+		return &MissingError{Ref: ref, Reason: "has no versions", Fix: addVersion(ref)}
+	}
+	return &MissingError{Ref: ref, Reason: "has no version " + ref.Version,
+		Fix: fmt.Sprintf("list its versions with: gcloud secrets versions list %s --project=%s, or use %s:latest", ref.Secret, ref.Project, ref.Secret)}
+}
+
+func addVersion(ref config.SecretRef) string {
+	return fmt.Sprintf("add a version with: printf '%%s' \"$VALUE\" | gcloud secrets versions add %s --data-file=- --project=%s", ref.Secret, ref.Project)
+}
+
+func lastSegment(name string) string {
+	for i := len(name) - 1; i >= 0; i-- {
+		if name[i] == '/' {
+			return name[i+1:]
+		}
+	}
+	return name
+}
