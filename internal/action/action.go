@@ -1,0 +1,248 @@
+package action
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	run "cloud.google.com/go/run/apiv2"
+	secretmanager "cloud.google.com/go/secretmanager/apiv1"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/sethvargo/go-githubactions"
+	"golang.org/x/oauth2"
+
+	"github.com/deploy-mlflow/deploy-mlflow/internal/cloudrun"
+	"github.com/deploy-mlflow/deploy-mlflow/internal/config"
+	"github.com/deploy-mlflow/deploy-mlflow/internal/gcp"
+	"github.com/deploy-mlflow/deploy-mlflow/internal/image"
+	"github.com/deploy-mlflow/deploy-mlflow/internal/secrets"
+)
+
+// ServerBinaryEnv names the server program to put in the image; without it the action uses
+// DefaultServerBinary, where the action's own Dockerfile puts it.
+const (
+	ServerBinaryEnv     = "DEPLOY_MLFLOW_SERVER_BINARY"
+	DefaultServerBinary = "/usr/local/share/deploy-mlflow/deploy-mlflow-server"
+)
+
+// Outputs are the step's outputs.
+type Outputs struct {
+	URL      string // the service's URL
+	Revision string // the ready revision
+	Image    string // the deployed image, REPOSITORY@sha256:...
+	Service  string // the service's name
+}
+
+// Run does the whole deploy: inputs, credentials, secrets, image, push, Cloud Run, outputs. getenv is
+// the process environment (INPUT_*, GITHUB_*, GOOGLE_APPLICATION_CREDENTIALS and the endpoint
+// variables); out receives the log and GitHub's workflow commands.
+func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outputs, error) {
+	gh := githubactions.New(githubactions.WithGetenv(getenv), githubactions.WithWriter(out))
+
+	cfg, err := config.Parse(getenv)
+	if err != nil {
+		return nil, err
+	}
+	binary, err := serverBinary(getenv)
+	if err != nil {
+		return nil, err
+	}
+	target, err := image.Reference(cfg.Image + ":" + cfg.Commit)
+	if err != nil {
+		return nil, &config.InputError{Input: "image", Value: cfg.Image, Want: err.Error()}
+	}
+	tag := target.(name.Tag)
+
+	gh.Group("Credentials")
+	ts, err := gcp.Credentials(ctx, getenv)
+	gh.EndGroup()
+	if err != nil {
+		return nil, err
+	}
+	if tok, err := ts.Token(); err == nil {
+		gh.AddMask(tok.AccessToken)
+	}
+
+	gh.Group("Secrets")
+	err = checkSecrets(ctx, getenv, ts, cfg, gh)
+	gh.EndGroup()
+	if err != nil {
+		return nil, err
+	}
+
+	gh.Group("Image")
+	digest, err := buildAndPush(ctx, cfg, binary, tag, ts, gh)
+	gh.EndGroup()
+	if err != nil {
+		return nil, err
+	}
+
+	gh.Group("Cloud Run")
+	res, err := deploy(ctx, getenv, ts, cfg, digest, gh)
+	gh.EndGroup()
+	if err != nil {
+		return nil, err
+	}
+
+	o := &Outputs{URL: res.Service.Uri, Revision: res.Revision, Image: digest.String(), Service: cfg.Service}
+	writeOutputs(gh, getenv, o)
+	writeSummary(gh, getenv, cfg, o, res)
+	return o, nil
+}
+
+func serverBinary(getenv func(string) string) (string, error) {
+	path := getenv(ServerBinaryEnv)
+	if path == "" {
+		path = DefaultServerBinary
+	}
+	st, err := os.Stat(path)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("the server program to put in the image is not at %s (%v): set %s to a static linux/amd64 build of ./server "+
+			"(CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -o bin/deploy-mlflow-server ./server), or use the action's image, which has it", path, err, ServerBinaryEnv)
+	case st.IsDir() || st.Mode()&0o111 == 0:
+		return "", fmt.Errorf("the server program %s (%s) is not an executable file", path, ServerBinaryEnv)
+	}
+	return path, nil
+}
+
+func checkSecrets(ctx context.Context, getenv func(string) string, ts oauth2.TokenSource, cfg *config.Config, gh *githubactions.Action) error {
+	opts, err := gcp.ClientOptions(getenv(gcp.SecretManagerEndpointEnv), ts)
+	if err != nil {
+		return fmt.Errorf("%s: %w", gcp.SecretManagerEndpointEnv, err)
+	}
+	client, err := secretmanager.NewClient(ctx, opts...)
+	if err != nil {
+		return fmt.Errorf("connecting to Secret Manager: %w", err)
+	}
+	defer client.Close()
+	refs := cfg.SecretRefs()
+	if err := secrets.Check(ctx, client, refs); err != nil {
+		return err
+	}
+	names := make([]string, len(refs))
+	for i, r := range refs {
+		names[i] = r.String()
+	}
+	gh.Infof("every secret version exists and is enabled: %s", strings.Join(names, ", "))
+	return nil
+}
+
+func buildAndPush(ctx context.Context, cfg *config.Config, binary string, tag name.Tag, ts oauth2.TokenSource, gh *githubactions.Action) (name.Digest, error) {
+	auth := image.WithAuth(tag.Registry, tokenAuth{ts})
+	gh.Infof("base image %s", cfg.BaseImage)
+	base, err := image.Base(ctx, cfg.BaseImage, auth)
+	if err != nil {
+		return name.Digest{}, err
+	}
+	img, err := image.Build(base, binary, image.Options{Source: cfg.Source, Revision: cfg.Commit})
+	if err != nil {
+		return name.Digest{}, fmt.Errorf("building the image: %w", err)
+	}
+	start := time.Now()
+	digest, stats, err := image.Push(ctx, img, tag, auth)
+	if err != nil {
+		return name.Digest{}, err
+	}
+	gh.Infof("pushed %s in %s: %s", digest, time.Since(start).Round(time.Millisecond), stats)
+	return digest, nil
+}
+
+// tokenAuth is Artifact Registry's basic auth: user _token, a fresh OAuth access token as password.
+type tokenAuth struct{ ts oauth2.TokenSource }
+
+func (a tokenAuth) Authorization() (*authn.AuthConfig, error) {
+	tok, err := a.ts.Token()
+	if err != nil {
+		return nil, err
+	}
+	return &authn.AuthConfig{Username: "_token", Password: tok.AccessToken}, nil
+}
+
+func deploy(ctx context.Context, getenv func(string) string, ts oauth2.TokenSource, cfg *config.Config, digest name.Digest, gh *githubactions.Action) (*cloudrun.Result, error) {
+	opts, err := gcp.ClientOptions(getenv(gcp.RunEndpointEnv), ts)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", gcp.RunEndpointEnv, err)
+	}
+	services, err := run.NewServicesClient(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to Cloud Run: %w", err)
+	}
+	defer services.Close()
+	revisions, err := run.NewRevisionsClient(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to Cloud Run: %w", err)
+	}
+	defer revisions.Close()
+
+	d := &cloudrun.Deployer{Services: services, Revisions: revisions, Logf: gh.Infof}
+	desired := cloudrun.Desired(cfg, digest.String())
+	res, err := d.Deploy(ctx, desired, cfg.WaitTimeout)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := d.Invokers(ctx, desired.Name, cfg.AllowUnauthed); err != nil {
+		return nil, err
+	}
+	gh.Infof("revision %s serves %s", res.Revision, res.Service.Uri)
+	return res, nil
+}
+
+func writeOutputs(gh *githubactions.Action, getenv func(string) string, o *Outputs) {
+	values := [][2]string{{"url", o.URL}, {"revision", o.Revision}, {"image", o.Image}, {"service", o.Service}}
+	for _, kv := range values {
+		if getenv("GITHUB_OUTPUT") == "" {
+			// Outside GitHub Actions there is no output file; say the values instead.
+			gh.Infof("%s=%s", kv[0], kv[1])
+			continue
+		}
+		gh.SetOutput(kv[0], kv[1])
+	}
+}
+
+func writeSummary(gh *githubactions.Action, getenv func(string) string, cfg *config.Config, o *Outputs, res *cloudrun.Result) {
+	if getenv("GITHUB_STEP_SUMMARY") == "" {
+		return
+	}
+	name := cloudrun.Name(cfg.ProjectID, cfg.Region, cfg.Service)
+	change := "no change: nothing was written"
+	switch {
+	case res.Created:
+		change = "service created"
+	case res.Updated:
+		change = "updated: " + strings.Join(res.Changes, ", ")
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "### MLflow on Cloud Run: %s\n\n", cfg.Service)
+	b.WriteString("| | |\n|---|---|\n")
+	fmt.Fprintf(&b, "| url | %s |\n", o.URL)
+	fmt.Fprintf(&b, "| revision | `%s` |\n", o.Revision)
+	fmt.Fprintf(&b, "| image | `%s` |\n", o.Image)
+	fmt.Fprintf(&b, "| service | [%s](%s) |\n", o.Service, cloudrun.ConsoleURL(name))
+	fmt.Fprintf(&b, "| logs | [Cloud Logging](%s) |\n", cloudrun.LogsURL(name))
+	fmt.Fprintf(&b, "| deploy | %s |\n", change)
+	gh.AddStepSummary(b.String())
+}
+
+// Annotate turns an error into GitHub error annotations, one per problem, so that each bad input
+// shows on its own.
+func Annotate(gh *githubactions.Action, err error) {
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		for _, e := range joined.Unwrap() {
+			Annotate(gh, e)
+		}
+		return
+	}
+	var ie *config.InputError
+	if errors.As(err, &ie) {
+		gh.WithFieldsMap(map[string]string{"title": "deploy-mlflow: input " + ie.Input}).Errorf("%s", err)
+		return
+	}
+	gh.WithFieldsMap(map[string]string{"title": "deploy-mlflow"}).Errorf("%s", err)
+}
