@@ -5,7 +5,7 @@
 # Prints the virtualenv's path as its last line.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")/.." && pwd)
+here=$(cd "$(dirname "$0")/../.." && pwd)
 mlflow_version=$(sed -n 's/^const DefaultMLflowVersion = "\(.*\)"$/\1/p' "$here/internal/config/defaults.go")
 [ -n "$mlflow_version" ] || { echo "setup: cannot read DefaultMLflowVersion from internal/config/defaults.go" >&2; exit 1; }
 
