@@ -2,7 +2,6 @@ package image
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
@@ -100,7 +99,7 @@ func (l baseLayer) open(open func() (io.ReadCloser, error)) (io.ReadCloser, erro
 	if err != nil {
 		return nil, l.wrap(err)
 	}
-	return baseReader{ReadCloser: rc, l: l}, nil
+	return &baseReader{ReadCloser: rc, l: l}, nil
 }
 
 func (l baseLayer) wrap(err error) error {
@@ -108,14 +107,25 @@ func (l baseLayer) wrap(err error) error {
 	return &BaseError{Ref: l.ref, Err: fmt.Errorf("reading layer %s: %w", d, err)}
 }
 
+// baseReader returns io.EOF on a read of its own, never with the last bytes: remote.WithProgress counts
+// only the bytes of reads that return no error, so a layer streamed from the base registry would otherwise
+// never reach its full size in the progress updates.
 type baseReader struct {
 	io.ReadCloser
-	l baseLayer
+	l   baseLayer
+	eof bool
 }
 
-func (r baseReader) Read(p []byte) (int, error) {
+func (r *baseReader) Read(p []byte) (int, error) {
+	if r.eof {
+		return 0, io.EOF
+	}
 	n, err := r.ReadCloser.Read(p)
-	if err != nil && !errors.Is(err, io.EOF) {
+	switch {
+	case err == io.EOF && n > 0:
+		r.eof = true
+		err = nil
+	case err != nil && err != io.EOF:
 		err = r.l.wrap(err)
 	}
 	return n, err

@@ -43,16 +43,29 @@ type PermissionError struct {
 	Role string
 	// Grant is the gcloud command that grants Role; empty when Repository is not an Artifact Registry name.
 	Grant string
-	Err   error
+	// Create is the command that creates the repository: Artifact Registry refuses an identity that cannot
+	// see a repository the same way whether it exists or not. Empty as Grant is.
+	Create string
+	Err    error
 }
 
 func (e *PermissionError) Error() string {
-	msg := fmt.Sprintf("cannot push to %s: the registry refused the credentials (%v); the identity the action authenticates as needs %s on the repository",
-		e.Repository, e.Err, e.Role)
+	status, _ := registryError(e.Err)
+	var msg string
+	if status == http.StatusUnauthorized {
+		msg = fmt.Sprintf("cannot push to %s: the registry did not accept the credentials (%v); the action pushes with an access token of the identity google-github-actions/auth set up (it must run before this step), and that identity needs %s on the repository",
+			e.Repository, e.Err, e.Role)
+	} else {
+		msg = fmt.Sprintf("cannot push to %s: the registry refused the push (%v); the identity the action authenticates as needs %s on the repository",
+			e.Repository, e.Err, e.Role)
+	}
 	if e.Grant != "" {
 		msg += "; grant it with: " + e.Grant
 	}
-	return msg + " (and google-github-actions/auth must run before this step)"
+	if e.Create != "" && status != http.StatusUnauthorized {
+		msg += "; Artifact Registry answers the same for a repository that does not exist: create it with: " + e.Create
+	}
+	return msg
 }
 
 func (e *PermissionError) Unwrap() error { return e.Err }
@@ -68,8 +81,8 @@ func (e *BaseError) Error() string {
 	msg := fmt.Sprintf("cannot read base image %s (input base_image): %v", e.Ref, e.Err)
 	status, codes := registryError(e.Err)
 	switch {
-	case slices.Contains(codes, transport.ManifestUnknownErrorCode) || slices.Contains(codes, transport.NameUnknownErrorCode) || status == http.StatusNotFound:
-		msg += "; check that the image and tag exist (the MLflow -full tags start at 3.9.0)"
+	case slices.Contains(codes, transport.ManifestUnknownErrorCode) || slices.Contains(codes, transport.NameUnknownErrorCode) || manifestNotFound(e.Err):
+		msg += "; check that the image and tag exist (MLflow's -full images start at v3.9.0)"
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		msg += "; a base image is pulled anonymously unless it is on the registry the image is pushed to, so a private base must live there"
 	}
@@ -90,8 +103,7 @@ func pushError(repo name.Repository, err error) error {
 	case slices.Contains(codes, transport.NameUnknownErrorCode):
 		e := &RepositoryNotFoundError{Repository: repo.Name(), Err: err}
 		if isAR {
-			e.Create = fmt.Sprintf("gcloud artifacts repositories create %s --repository-format=docker --location=%s --project=%s",
-				ar.repository, ar.location, ar.project)
+			e.Create = ar.createCommand()
 		}
 		return e
 	case status == http.StatusUnauthorized || status == http.StatusForbidden ||
@@ -100,6 +112,7 @@ func pushError(repo name.Repository, err error) error {
 		if isAR {
 			e.Grant = fmt.Sprintf("gcloud artifacts repositories add-iam-policy-binding %s --location=%s --project=%s --member=serviceAccount:SERVICE_ACCOUNT_EMAIL --role=%s",
 				ar.repository, ar.location, ar.project, WriterRole)
+			e.Create = ar.createCommand()
 		}
 		return e
 	}
@@ -117,6 +130,13 @@ func registryError(err error) (int, []transport.ErrorCode) {
 		codes = append(codes, d.Code)
 	}
 	return te.StatusCode, codes
+}
+
+// manifestNotFound reports a 404 for a manifest, which a HEAD request gets without an error code.
+func manifestNotFound(err error) bool {
+	var te *transport.Error
+	return errors.As(err, &te) && te.StatusCode == http.StatusNotFound &&
+		te.Request != nil && strings.Contains(te.Request.URL.Path, "/manifests/")
 }
 
 // arRepository is an Artifact Registry Docker repository.
@@ -140,4 +160,9 @@ func artifactRegistry(repo name.Repository) (arRepository, bool) {
 		return arRepository{}, false
 	}
 	return arRepository{location: location, project: parts[0], repository: parts[1]}, true
+}
+
+func (r arRepository) createCommand() string {
+	return fmt.Sprintf("gcloud artifacts repositories create %s --repository-format=docker --location=%s --project=%s",
+		r.repository, r.location, r.project)
 }

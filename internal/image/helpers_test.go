@@ -56,7 +56,9 @@ func newRegistry(tb testing.TB) *testRegistry {
 func newTLSRegistry(tb testing.TB) (*testRegistry, http.RoundTripper) {
 	tb.Helper()
 	r := &testRegistry{}
-	r.Server = httptest.NewTLSServer(r.handler(registry.New(registry.Logger(log.New(io.Discard, "", 0)))))
+	r.Server = httptest.NewUnstartedServer(r.handler(registry.New(registry.Logger(log.New(io.Discard, "", 0)))))
+	r.Config.ErrorLog = log.New(io.Discard, "", 0) // handshakes cut short when the test ends
+	r.StartTLS()
 	tb.Cleanup(r.Close)
 	r.host = strings.TrimPrefix(r.URL, "https://")
 	roots := x509.NewCertPool()
@@ -305,4 +307,11 @@ func fakeServerBinary(tb testing.TB, machine elf.Machine, interp bool, size int,
 		tb.Fatal(err)
 	}
 	return path
+}
+
+// dialTo dials addr whatever address a request names.
+func dialTo(addr string) func(ctx context.Context, network, _ string) (net.Conn, error) {
+	return func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
 }
