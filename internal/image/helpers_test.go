@@ -43,10 +43,15 @@ type testRegistry struct {
 }
 
 func newRegistry(tb testing.TB) *testRegistry {
-	tb.Helper()
+	r := startRegistry()
+	tb.Cleanup(r.Close)
+	return r
+}
+
+// startRegistry is newRegistry for callers that close it themselves, and so let go of its blobs.
+func startRegistry() *testRegistry {
 	r := &testRegistry{}
 	r.Server = httptest.NewServer(r.handler(registry.New(registry.Logger(log.New(io.Discard, "", 0)))))
-	tb.Cleanup(r.Close)
 	r.host = strings.TrimPrefix(r.URL, "http://")
 	return r
 }
