@@ -9,8 +9,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// Platform is the only platform Cloud Run runs.
-var Platform = v1.Platform{OS: "linux", Architecture: "amd64"}
+// platform is the only platform Cloud Run runs.
+var platform = v1.Platform{OS: "linux", Architecture: "amd64"}
 
 // Base reads the base image's manifest and config (for an index, the linux/amd64 entry's) and returns
 // the image; its layers are read only when something (Push) needs them. It is pulled anonymously unless
@@ -22,7 +22,7 @@ func Base(ctx context.Context, ref string, opts ...Option) (v1.Image, error) {
 		return nil, &BaseError{Ref: ref, Err: err}
 	}
 	o := makeOptions(opts)
-	img, err := remote.Image(r, append(o.remote(ctx, r.Context().Registry, o.transport), remote.WithPlatform(Platform))...)
+	img, err := remote.Image(r, append(o.remote(ctx, r.Context().Registry, o.transport), remote.WithPlatform(platform))...)
 	if err != nil {
 		return nil, &BaseError{Ref: ref, Err: err}
 	}
@@ -31,8 +31,8 @@ func Base(ctx context.Context, ref string, opts ...Option) (v1.Image, error) {
 	if err != nil {
 		return nil, &BaseError{Ref: ref, Err: fmt.Errorf("reading its config: %w", err)}
 	}
-	if cf.OS != Platform.OS || cf.Architecture != Platform.Architecture {
-		return nil, &BaseError{Ref: ref, Err: fmt.Errorf("it is a %s/%s image; Cloud Run needs %s", cf.OS, cf.Architecture, Platform)}
+	if cf.OS != platform.OS || cf.Architecture != platform.Architecture {
+		return nil, &BaseError{Ref: ref, Err: fmt.Errorf("it is a %s/%s image; Cloud Run needs %s", cf.OS, cf.Architecture, platform)}
 	}
 	return baseImage{Image: img, ref: ref}, nil
 }

@@ -61,6 +61,16 @@ func TestBaseResolvesIndexToAMD64(t *testing.T) {
 			if gets := reg.blobGets(); gets != 1 {
 				t.Errorf("Base read %d blobs, want only the config", gets)
 			}
+			// Layers stay mountable, so a push to another repository of the same registry need not copy them.
+			ls, err := base.Layers()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range ls {
+				if _, ok := l.(*remote.MountableLayer); !ok {
+					t.Errorf("base layer is a %T, want a *remote.MountableLayer", l)
+				}
+			}
 		})
 	}
 }

@@ -115,6 +115,14 @@ func TestPush(t *testing.T) {
 			if w := f.dst.writes(); len(w) != 0 {
 				t.Errorf("re-push wrote %q, want nothing", w)
 			}
+			// remote.Write checks the tag before anything else: a ping and a HEAD are all it costs.
+			var reqs []string
+			for _, r := range f.dst.seen() {
+				reqs = append(reqs, r.Method+" "+r.URL.Path)
+			}
+			if want := []string{"GET /v2/", "HEAD /v2/acme/mlflow/server/manifests/rev1"}; !slices.Equal(reqs, want) {
+				t.Errorf("re-push made %q, want %q", reqs, want)
+			}
 			if n := f.src.blobGets(); n != 1 {
 				t.Errorf("re-push read %d blobs from the base registry, want only the config", n)
 			}
@@ -301,8 +309,8 @@ func TestPushStatsString(t *testing.T) {
 			t.Errorf("%+v: %q, want %q", tc.s, got, tc.want)
 		}
 	}
-	if !slices.Equal([]string{Bytes(0), Bytes(1500), Bytes(2_500_000_000_000)}, []string{"0 B", "1.5 kB", "2.5 TB"}) {
-		t.Error(Bytes(1500))
+	if !slices.Equal([]string{formatBytes(0), formatBytes(1500), formatBytes(2_500_000_000_000)}, []string{"0 B", "1.5 kB", "2.5 TB"}) {
+		t.Error(formatBytes(1500))
 	}
 }
 
