@@ -1,0 +1,148 @@
+package testenv
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// FreePort returns a TCP port on 127.0.0.1 that nothing listens on right now. For programs that cannot
+// listen on port 0 and report back (postgres, the registry, the server under test); another process may
+// take the port before the caller does, which the starters detect and retry.
+func FreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port on 127.0.0.1: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// process is a started child with its exit observed once, in the background.
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error // valid after done is closed
+}
+
+// startProcess starts cmd in a process group of its own, so that Stop can reach its children too, and with
+// SIGKILL as parent-death signal, so that a crashed test binary leaves nothing behind.
+func startProcess(cmd *exec.Cmd) (*process, error) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	if cmd.SysProcAttr.Credential == nil {
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends sig to the process, waits up to grace for it to exit, then kills its process group and every
+// descendant it had (daemons that left the group included).
+func (p *process) stop(sig syscall.Signal, grace time.Duration) {
+	pid := p.cmd.Process.Pid
+	tree := descendants(pid)
+	if !p.exited() {
+		_ = p.cmd.Process.Signal(sig)
+		select {
+		case <-p.done:
+		case <-time.After(grace):
+		}
+	}
+	tree = append(tree, descendants(pid)...)
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	for _, d := range tree {
+		_ = syscall.Kill(d, syscall.SIGKILL)
+	}
+	<-p.done
+}
+
+// descendants lists the processes below pid, read from /proc.
+func descendants(pid int) []int {
+	parent := map[int]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// The command name in parentheses may hold spaces; the fields after its closing parenthesis are
+		// state, then ppid.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) < 2 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(fields[1])
+		parent[child] = ppid
+	}
+	var out []int
+	for child := range parent {
+		for p := parent[child]; p > 1; p = parent[p] {
+			if p == pid {
+				out = append(out, child)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// tailBuffer keeps the last bytes written to it, for error messages that quote a child's output.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+	max int
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if t.max == 0 {
+		t.max = 8 << 10
+	}
+	if len(t.buf) > t.max {
+		t.buf = append([]byte(nil), t.buf[len(t.buf)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/deploy-mlflow/deploy-mlflow/internal/serverenv"
+)
+
+// Cloud Logging severities (LogSeverity), as the structured-logging agent on Cloud Run reads them from the
+// "severity" field of a JSON line.
+const (
+	sevDefault  = "DEFAULT"
+	sevDebug    = "DEBUG"
+	sevInfo     = "INFO"
+	sevWarning  = "WARNING"
+	sevError    = "ERROR"
+	sevCritical = "CRITICAL"
+)
+
+// logger writes one JSON object per line in Cloud Logging's structured format. Every string it writes
+// passes through the redactor first.
+type logger struct {
+	mu     sync.Mutex
+	w      io.Writer
+	redact *redactor
+	now    func() time.Time
+}
+
+func newLogger(w io.Writer, r *redactor) *logger {
+	return &logger{w: w, redact: r, now: time.Now}
+}
+
+// log writes an entry with the given fields (key, value pairs) beside severity, message and time.
+func (l *logger) log(severity, message string, kv ...any) {
+	e := map[string]any{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		e[fmt.Sprint(kv[i])] = l.value(kv[i+1])
+	}
+	l.write(severity, message, e)
+}
+
+func (l *logger) info(message string, kv ...any)  { l.log(sevInfo, message, kv...) }
+func (l *logger) warn(message string, kv ...any)  { l.log(sevWarning, message, kv...) }
+func (l *logger) error(message string, kv ...any) { l.log(sevError, message, kv...) }
+
+func (l *logger) value(v any) any {
+	switch v := v.(type) {
+	case string:
+		return l.redact.redact(v)
+	case error:
+		return l.redact.redact(v.Error())
+	case time.Duration:
+		return v.String()
+	case fmt.Stringer:
+		return l.redact.redact(v.String())
+	default:
+		return v
+	}
+}
+
+func (l *logger) write(severity, message string, e map[string]any) {
+	e["severity"] = severity
+	e["message"] = l.redact.redact(message)
+	e["time"] = l.now().UTC().Format(time.RFC3339Nano)
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
+		b.Reset()
+		fmt.Fprintf(&b, `{"severity":%q,"message":%q}`+"\n", sevError, "unloggable entry: "+err.Error())
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, _ = io.WriteString(l.w, b.String())
+}
+
+// stdLogger adapts the logger for net/http's ErrorLog.
+func (l *logger) stdLogger(severity string) *log.Logger {
+	return log.New(writerFunc(func(p []byte) (int, error) {
+		l.log(severity, strings.TrimRight(string(p), "\n"))
+		return len(p), nil
+	}), "", 0)
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// httpRequest is Cloud Logging's HttpRequest; int64 fields are strings, as in proto3's JSON form.
+type httpRequest struct {
+	RequestMethod string `json:"requestMethod"`
+	RequestURL    string `json:"requestUrl"`
+	RequestSize   string `json:"requestSize"`
+	Status        int    `json:"status"`
+	ResponseSize  string `json:"responseSize"`
+	UserAgent     string `json:"userAgent,omitempty"`
+	RemoteIP      string `json:"remoteIp,omitempty"`
+	Referer       string `json:"referer,omitempty"`
+	Latency       string `json:"latency"`
+	Protocol      string `json:"protocol"`
+}
+
+// requests wraps h so that each request is logged once it is done, also when it ends in a panic (the
+// reverse proxy aborts a response that way when a side goes away mid-stream).
+func (l *logger) requests(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := l.now()
+		rec := &recorder{ResponseWriter: w}
+		body := &countingReader{ReadCloser: r.Body}
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = body
+		}
+		defer func() {
+			p := recover()
+			status := rec.status
+			if status == 0 {
+				status = http.StatusOK
+				if p != nil {
+					// Nothing was sent: the client sees the connection drop.
+					status = 499
+				}
+			}
+			l.request(r, status, rec.size, body.n.Load(), l.now().Sub(start))
+			if p != nil {
+				panic(p)
+			}
+		}()
+		h.ServeHTTP(rec, r)
+	})
+}
+
+func (l *logger) request(r *http.Request, status int, respSize, reqSize int64, latency time.Duration) {
+	scheme := "http"
+	if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
+		scheme = p
+	}
+	hr := httpRequest{
+		RequestMethod: r.Method,
+		RequestURL:    l.redact.redact(scheme + "://" + r.Host + r.URL.RequestURI()),
+		RequestSize:   strconv.FormatInt(reqSize, 10),
+		Status:        status,
+		ResponseSize:  strconv.FormatInt(respSize, 10),
+		UserAgent:     l.redact.redact(r.UserAgent()),
+		RemoteIP:      remoteIP(r),
+		Referer:       l.redact.redact(r.Referer()),
+		Latency:       strconv.FormatFloat(latency.Seconds(), 'f', -1, 64) + "s",
+		Protocol:      r.Proto,
+	}
+	severity := sevInfo
+	switch {
+	case r.URL.Path == serverenv.HealthPath:
+		// Startup probes poll this; their 503s before MLflow is up are expected.
+		severity = sevDebug
+	case status >= 500:
+		severity = sevError
+	case status >= 400:
+		severity = sevWarning
+	}
+	l.write(severity, fmt.Sprintf("%s %s %d", r.Method, l.redact.redact(r.URL.Path), status), map[string]any{"httpRequest": hr})
+}
+
+// remoteIP is the client's address. Behind Cloud Run's front end the TCP peer is the front end itself, which
+// appends the address it saw to X-Forwarded-For; anything before that entry came from the client and may
+// be forged, so the last entry is the one to trust.
+func remoteIP(r *http.Request) string {
+	if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+		parts := strings.Split(xff[len(xff)-1], ",")
+		if ip := strings.TrimSpace(parts[len(parts)-1]); net.ParseIP(ip) != nil {
+			return ip
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// recorder notes the status and size of a response. It unwraps, so that http.ResponseController (which the
+// reverse proxy uses to flush and to hijack upgraded connections) reaches the connection's writer.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	size   int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	// 1xx responses (100 Continue, 103 Early Hints) precede the final status.
+	if r.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(p)
+	r.size += int64(n)
+	return n, err
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (r *recorder) FlushError() error {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return http.NewResponseController(r.ResponseWriter).Flush()
+}
+
+// countingReader counts the request body's bytes; the proxy's transport may still be reading when the
+// handler returns, hence the atomic.
+type countingReader struct {
+	io.ReadCloser
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}

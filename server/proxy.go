@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"time"
+)
+
+// newProxy returns the reverse proxy to MLflow at addr (a loopback host:port). It streams both ways:
+// FlushInterval -1 sends each chunk of a response on as it arrives, and request bodies are copied to
+// MLflow as they come in, so neither side is held in memory whole.
+//
+// MLflow's security middleware accepts only Host headers of loopback and private addresses and only
+// loopback Origins for writes. The server has already enforced the origin rule against the name the
+// request came in on (see crossOriginWrite), so it hands MLflow what MLflow accepts: the Host it listens
+// on, no Origin, and the original host in X-Forwarded-Host. MLflow also uses the Host as its own base URL
+// for calls to itself, which then stay on loopback.
+func newProxy(addr string, dropAuthorization bool, log *logger) *httputil.ReverseProxy {
+	target := &url.URL{Scheme: "http", Host: addr}
+	transport := &http.Transport{
+		Proxy:       nil, // loopback: never through an HTTP proxy from the environment
+		DialContext: (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		// uvicorn closes idle keep-alive connections after 5 s; closing ours sooner avoids sending a
+		// request on a connection that uvicorn is closing, which fails non-idempotent requests.
+		IdleConnTimeout:     3 * time.Second,
+		MaxIdleConnsPerHost: 32,
+		// Pass the client's Accept-Encoding through and the response as MLflow encoded it.
+		DisableCompression: true,
+		WriteBufferSize:    64 << 10,
+		ReadBufferSize:     64 << 10,
+	}
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			// Keep the chain that Cloud Run's front end started, and the scheme it received.
+			if xff := pr.In.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+				pr.Out.Header["X-Forwarded-For"] = append([]string(nil), xff...)
+			}
+			pr.SetXForwarded()
+			if proto := pr.In.Header.Get("X-Forwarded-Proto"); proto == "https" || proto == "http" {
+				pr.Out.Header.Set("X-Forwarded-Proto", proto)
+			}
+			pr.Out.Header.Del("Origin")
+			if dropAuthorization {
+				// The basic credentials are the server's business; MLflow needs none.
+				pr.Out.Header.Del("Authorization")
+			}
+		},
+		Transport:     transport,
+		FlushInterval: -1,
+		ModifyResponse: func(resp *http.Response) error {
+			relativizeLocation(resp.Header, addr)
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+				// The client went away; there is no one to answer.
+				return
+			}
+			log.error("MLflow did not answer", "error", err, "method", r.Method, "path", r.URL.Path)
+			http.Error(w, "MLflow did not answer; see the server's log", http.StatusBadGateway)
+		},
+		ErrorLog: log.stdLogger(sevWarning),
+	}
+}
+
+// relativizeLocation rewrites a redirect that MLflow built from the loopback Host it was given into a
+// path, which the browser resolves against the name it actually used.
+func relativizeLocation(h http.Header, addr string) {
+	loc := h.Get("Location")
+	if loc == "" {
+		return
+	}
+	u, err := url.Parse(loc)
+	if err != nil || u.Host != addr {
+		return
+	}
+	rel := &url.URL{Path: u.Path, RawPath: u.RawPath, RawQuery: u.RawQuery, Fragment: u.Fragment}
+	if rel.Path == "" {
+		rel.Path = "/"
+	}
+	h.Set("Location", rel.String())
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+func TestRelativizeLocation(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ in, want string }{
+		{"http://127.0.0.1:5000/api/2.0/mlflow/", "/api/2.0/mlflow/"},
+		{"http://127.0.0.1:5000/x?a=b#c", "/x?a=b#c"},
+		{"http://127.0.0.1:5000", "/"},
+		{"/already/relative", "/already/relative"},
+		{"https://accounts.google.com/o/oauth2", "https://accounts.google.com/o/oauth2"},
+		{"http://127.0.0.1:5001/other-port", "http://127.0.0.1:5001/other-port"},
+	}
+	for _, tt := range tests {
+		h := http.Header{"Location": {tt.in}}
+		relativizeLocation(h, "127.0.0.1:5000")
+		if got := h.Get("Location"); got != tt.want {
+			t.Errorf("relativizeLocation(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestHandlerHeaders checks what reaches the upstream: MLflow's own acceptance of these requests is
+// tested against the real MLflow in server_test.go.
+func TestHandlerHeaders(t *testing.T) {
+	t.Parallel()
+	var got *http.Request
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Clone(r.Context())
+		w.Header().Set("Location", "http://"+r.Host+"/next/")
+		w.WriteHeader(http.StatusFound)
+	}))
+	defer upstream.Close()
+	addr := strings.TrimPrefix(upstream.URL, "http://")
+	var ready atomic.Bool
+	ready.Store(true)
+	var logs bytes.Buffer
+	h := &handler{auth: newBasicAuth("alice", "s3cret"), ready: &ready, proxy: newProxy(addr, true, newLogger(&logs, newRedactor()))}
+
+	req := httptest.NewRequest("POST", "/ajax-api/2.0/mlflow/experiments/create", strings.NewReader("{}"))
+	req.Host = "mlflow-123.us-central1.run.app"
+	req.RemoteAddr = "10.0.0.9:1234"
+	req.Header.Set("Origin", "https://mlflow-123.us-central1.run.app")
+	req.Header.Set("Authorization", basic("alice:s3cret"))
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	req.Header.Set("X-Forwarded-Proto", "https")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+
+	if rec.Code != http.StatusFound || rec.Header().Get("Location") != "/next/" {
+		t.Fatalf("response %d, Location %q; logs: %s", rec.Code, rec.Header().Get("Location"), logs.String())
+	}
+	checks := map[string][2]string{
+		"Host":              {got.Host, addr},
+		"Origin":            {got.Header.Get("Origin"), ""},
+		"Authorization":     {got.Header.Get("Authorization"), ""},
+		"X-Forwarded-Host":  {got.Header.Get("X-Forwarded-Host"), "mlflow-123.us-central1.run.app"},
+		"X-Forwarded-Proto": {got.Header.Get("X-Forwarded-Proto"), "https"},
+		"X-Forwarded-For":   {got.Header.Get("X-Forwarded-For"), "203.0.113.9, 10.0.0.9"},
+	}
+	for name, c := range checks {
+		if c[0] != c[1] {
+			t.Errorf("upstream got %s %q, want %q", name, c[0], c[1])
+		}
+	}
+}
+
+func TestHandlerGates(t *testing.T) {
+	t.Parallel()
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "from mlflow")
+	}))
+	defer upstream.Close()
+	var ready atomic.Bool
+	h := &handler{auth: newBasicAuth("alice", "s3cret"), ready: &ready, proxy: newProxy(strings.TrimPrefix(upstream.URL, "http://"), true, newLogger(io.Discard, newRedactor()))}
+	do := func(method, path, auth, origin string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, path, nil)
+		req.Host = "mlflow.example.com"
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	good := basic("alice:s3cret")
+	if c := do("GET", "/health", "", "").Code; c != 503 {
+		t.Errorf("health before ready: %d, want 503", c)
+	}
+	if c := do("GET", "/", good, "").Code; c != 503 {
+		t.Errorf("request before ready: %d, want 503", c)
+	}
+	ready.Store(true)
+	tests := []struct {
+		method, path, auth, origin string
+		want                       int
+	}{
+		{"GET", "/health", "", "", 200},
+		{"GET", "/", "", "", 401},
+		{"GET", "/", basic("alice:wrong"), "", 401},
+		{"GET", "/", "Basic %%%", "", 401},
+		{"GET", "/", good, "", 200},
+		{"POST", "/api/2.0/mlflow/runs/create", good, "https://evil.example", 403},
+		{"POST", "/api/2.0/mlflow/runs/create", good, "https://mlflow.example.com", 200},
+		{"POST", "/api/2.0/mlflow/runs/create", "", "https://evil.example", 401},
+	}
+	for _, tt := range tests {
+		rec := do(tt.method, tt.path, tt.auth, tt.origin)
+		if rec.Code != tt.want {
+			t.Errorf("%s %s auth=%q origin=%q: %d, want %d (%s)", tt.method, tt.path, tt.auth, tt.origin, rec.Code, tt.want, rec.Body)
+		}
+		if rec.Code == 401 && rec.Header().Get("WWW-Authenticate") != wwwAuthenticate {
+			t.Errorf("401 without the challenge")
+		}
+	}
+}
