@@ -204,15 +204,16 @@ func (e *apiError) Unwrap() error { return e.err }
 
 func explain(err error, name, verb string) error {
 	svc := shortName(name)
+	msg := strings.TrimSuffix(status.Convert(err).Message(), ".")
 	switch status.Code(err) {
 	case codes.PermissionDenied:
-		return &apiError{err: err, msg: fmt.Sprintf("Cloud Run refused to %s service %s: %s. The deploying identity needs roles/run.admin (or roles/run.developer plus roles/iam.serviceAccountUser on the runtime service account), and the Cloud Run Admin API must be enabled (gcloud services enable run.googleapis.com)", verb, svc, status.Convert(err).Message())}
+		return &apiError{err: err, msg: fmt.Sprintf("Cloud Run refused to %s service %s: %s. The deploying identity needs roles/run.admin (or roles/run.developer plus roles/iam.serviceAccountUser on the runtime service account), and the Cloud Run Admin API must be enabled (gcloud services enable run.googleapis.com)", verb, svc, msg)}
 	case codes.Unauthenticated:
-		return &apiError{err: err, msg: fmt.Sprintf("Cloud Run did not accept the credentials: %s; check the google-github-actions/auth step", status.Convert(err).Message())}
+		return &apiError{err: err, msg: fmt.Sprintf("Cloud Run did not accept the credentials: %s; check the google-github-actions/auth step", msg)}
 	case codes.Aborted, codes.AlreadyExists:
-		return &apiError{err: err, msg: fmt.Sprintf("service %s was changed by someone else during the %s: %s", svc, verb, status.Convert(err).Message())}
+		return &apiError{err: err, msg: fmt.Sprintf("service %s was changed by someone else during the %s: %s", svc, verb, msg)}
 	case codes.InvalidArgument:
-		return &apiError{err: err, msg: fmt.Sprintf("Cloud Run refused the service spec of %s: %s", svc, status.Convert(err).Message())}
+		return &apiError{err: err, msg: fmt.Sprintf("Cloud Run refused the service spec of %s: %s", svc, msg)}
 	}
 	return &apiError{err: err, msg: fmt.Sprintf("Cloud Run %s of service %s failed: %v", verb, svc, err)}
 }
