@@ -56,7 +56,8 @@ type LocalRuntime struct {
 	Remote []remote.Option
 
 	mu       sync.Mutex
-	services map[string]*frontEnd // by service name
+	services map[string]*frontEnd     // by service name
+	procs    map[string]*revisionProc // by revision name
 }
 
 // frontEnd is a service's stable address; it proxies to the revision that serves.
@@ -75,6 +76,7 @@ type revisionProc struct {
 	done  chan struct{}
 	proxy *httputil.ReverseProxy
 	tail  *lineTail
+	once  sync.Once
 }
 
 // Start runs rev and returns the service's URL once its startup probe passes. On failure the process
@@ -90,7 +92,9 @@ func (r *LocalRuntime) Start(ctx context.Context, svc *runpb.Service, rev *runpb
 	}
 	program, err := r.unpack(ctx, ctr.GetImage(), localName(rev.GetName()))
 	if err != nil {
-		return "", fmt.Errorf("Image '%s' not found: %w", ctr.GetImage(), err)
+		f := ImageNotFound(ctr.GetImage())
+		f.Message += " " + err.Error()
+		return "", f
 	}
 	env, err := r.env(ctx, svc, rev, ctr)
 	if err != nil {
@@ -118,25 +122,42 @@ func (r *LocalRuntime) Start(ctx context.Context, svc *runpb.Service, rev *runpb
 
 	if err := p.probe(ctx, ctr.GetStartupProbe()); err != nil {
 		p.stop(5 * time.Second)
-		return "", fmt.Errorf("The user-provided container failed the configured startup probe checks (%v). Last log lines:\n%s", err, p.tail.String())
+		return "", &RevisionFailure{
+			RevisionReason: runpb.Condition_HEALTH_CHECK_CONTAINER_ERROR,
+			Message: fmt.Sprintf("The user-provided container failed the configured startup probe checks (%v). Last log lines:\n%s",
+				err, p.tail.String()),
+		}
 	}
 	p.proxy = p.reverseProxy()
 	return r.route(localName(svc.GetName()), p)
 }
 
+// Stop stops a revision that no longer receives traffic, as Cloud Run retires its instances.
+func (r *LocalRuntime) Stop(rev *runpb.Revision) {
+	r.mu.Lock()
+	p := r.procs[localName(rev.GetName())]
+	delete(r.procs, localName(rev.GetName()))
+	r.mu.Unlock()
+	if p != nil {
+		p.stop(10 * time.Second)
+	}
+}
+
 // Close stops every revision and front end.
 func (r *LocalRuntime) Close() {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, fe := range r.services {
+	fes, procs := r.services, r.procs
+	r.services, r.procs = nil, nil
+	r.mu.Unlock()
+	for _, fe := range fes {
 		_ = fe.srv.Close()
-		fe.mu.Lock()
-		if fe.current != nil {
-			fe.current.stop(10 * time.Second)
-		}
-		fe.mu.Unlock()
 	}
-	r.services = nil
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.stop(10 * time.Second) }()
+	}
+	wg.Wait()
 }
 
 // unpack pulls image and writes its entrypoint program, read from the topmost layer that holds it.
@@ -315,24 +336,25 @@ func (p *revisionProc) reverseProxy() *httputil.ReverseProxy {
 
 // stop sends SIGTERM, as Cloud Run does when it retires an instance, then SIGKILL after grace.
 func (p *revisionProc) stop(grace time.Duration) {
-	if p.cmd.Process == nil {
-		return
-	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
+	p.once.Do(func() {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(grace):
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			<-p.done
+		}
+	})
 }
 
-// route points the service's front end at p and retires the revision it replaces.
+// route points the service's front end at p. The revision it replaces keeps running until the Run
+// stand-in stops it, as Cloud Run drains an old revision.
 func (r *LocalRuntime) route(service string, p *revisionProc) (string, error) {
 	r.mu.Lock()
 	if r.services == nil {
-		r.services = map[string]*frontEnd{}
+		r.services, r.procs = map[string]*frontEnd{}, map[string]*revisionProc{}
 	}
+	r.procs[p.name] = p
 	fe := r.services[service]
 	if fe == nil {
 		var err error
@@ -345,12 +367,8 @@ func (r *LocalRuntime) route(service string, p *revisionProc) (string, error) {
 	r.mu.Unlock()
 
 	fe.mu.Lock()
-	old := fe.current
 	fe.current = p
 	fe.mu.Unlock()
-	if old != nil {
-		go old.stop(10 * time.Second)
-	}
 	return fe.url, nil
 }
 

@@ -42,9 +42,9 @@ const (
 
 // Paths the token server answers on.
 const (
-	tokenPath       = "/token"                                     // Google's OAuth token endpoint
-	oidcPath        = "/oidc"                                      // GitHub Actions' OIDC token endpoint
-	stsPath         = "/sts/v1/token"                              // Security Token Service
+	tokenPath       = "/token"                                         // Google's OAuth token endpoint
+	oidcPath        = "/oidc"                                          // GitHub Actions' OIDC token endpoint
+	stsPath         = "/sts/v1/token"                                  // Security Token Service
 	impersonatePath = "/iamcredentials/v1/projects/-/serviceAccounts/" // IAM Credentials generateAccessToken
 )
 
@@ -279,7 +279,9 @@ func (w WorkloadIdentity) providerName() string {
 func (w WorkloadIdentity) stsAudience() string { return "//iam.googleapis.com/" + w.providerName() }
 
 // oidcAudience is the provider's default allowed audience of OIDC tokens: https://iam.googleapis.com/....
-func (w WorkloadIdentity) oidcAudience() string { return "https://iam.googleapis.com/" + w.providerName() }
+func (w WorkloadIdentity) oidcAudience() string {
+	return "https://iam.googleapis.com/" + w.providerName()
+}
 
 // ExternalAccountJSON returns an external_account credentials file as google-github-actions/auth writes it
 // for Workload Identity Federation, with every URL pointing at this server: the credential source is the
