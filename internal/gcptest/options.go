@@ -32,6 +32,8 @@ type settings struct {
 	serviceURL       func(ServiceRef) string
 	domainRestricted bool
 	secrets          *SecretManager
+
+	registry http.Handler
 }
 
 func newSettings(opts []Option) *settings {
