@@ -68,8 +68,9 @@ func PrincipalFrom(ctx context.Context) (string, bool) {
 	return p, ok
 }
 
-// UnaryAuth is a gRPC interceptor that refuses calls without an `authorization: Bearer` token that a
-// accepts, as Google does: UNAUTHENTICATED, or PERMISSION_DENIED for a token without the needed scope.
+// UnaryAuth is a gRPC interceptor that refuses calls without an `authorization: Bearer` token the
+// Authenticator accepts, as Google does: UNAUTHENTICATED, or PERMISSION_DENIED for a token without the
+// needed scope. Handlers find the accepted principal with PrincipalFrom.
 func UnaryAuth(a Authenticator) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		ctx, err := authenticateGRPC(ctx, a)
@@ -115,8 +116,8 @@ func authenticateGRPC(ctx context.Context, a Authenticator) (context.Context, er
 	return context.WithValue(ctx, principalKey{}, principal), nil
 }
 
-// RequireBearer is HTTP middleware that refuses requests without an `Authorization: Bearer` token that a
-// accepts, with Google's JSON error body (401, or 403 for a token without the needed scope).
+// RequireBearer is HTTP middleware that refuses requests without an `Authorization: Bearer` token the
+// Authenticator accepts, with Google's JSON error body (401, or 403 for a token without the needed scope).
 func RequireBearer(a Authenticator, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, _ := bearer(r.Header.Get("Authorization"))

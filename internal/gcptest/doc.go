@@ -5,20 +5,36 @@
 //
 // Each stand-in serves on 127.0.0.1 and is reached by the real Google client libraries: the gRPC ones
 // through option.WithGRPCConn over plaintext loopback with per-RPC bearer credentials, the token server
-// through golang.org/x/oauth2/google reading the credential files it writes. They behave as Google's APIs
-// document, not as a mock that accepts anything: every call must carry an access token the token server
-// issued, missing resources are NOT_FOUND, duplicates ALREADY_EXISTS, stale etags ABORTED, Cloud Run
-// operations finish later and revisions can fail. Each records what it saw (calls per method, writes,
-// token grants, uploads) so that tests can assert on the traffic, not only on the outcome.
+// through golang.org/x/oauth2/google reading the credential files it writes, the registry front through
+// go-containerregistry with basic auth. They behave as Google's APIs document, not as a mock that accepts
+// anything: every call must carry an access token the token server issued, with the cloud-platform scope.
+// Each records what it saw (calls per method, writes, token grants, uploads) so that tests can assert on
+// the traffic, not only on the outcome.
 //
 // Every stand-in has a constructor that returns a value with Close, for use outside tests (the demo), and a
-// Start helper that takes a testing.TB and closes it at the end of the test. Start builds all of them,
-// wired to one another.
+// Start helper that takes a testing.TB and closes it at the end of the test. NewCloud and Start build all
+// of them, wired to one another.
 //
-// Where the stand-ins follow Google's observable behaviour rather than a document:
-//   - Secret Manager returns names with the project number where the caller used the project ID.
-//   - Cloud Run returns a Service's own name and its latest revisions in the form the caller used, and
-//     Revision resources with the project number; compare names by their last segments.
-//   - A failed revision fails its operation with FAILED_PRECONDITION and the message
-//     "Revision 'NAME' is not ready and cannot serve traffic. ..." (the error Cloud Run's clients report).
+// The errors, as Google's APIs answer them:
+//   - no token or an unknown one: UNAUTHENTICATED (HTTP 401); a token without cloud-platform:
+//     PERMISSION_DENIED (403).
+//   - a missing resource: NOT_FOUND, with Google's messages ("Secret [projects/N/secrets/S] not found or
+//     has no versions.", "Resource 'S' of kind 'SERVICE' in region 'R' in project 'P' does not exist.").
+//   - an unknown project: PERMISSION_DENIED naming the IAM permission, as for a project one cannot see.
+//   - creating what exists: ALREADY_EXISTS.
+//   - a stale etag on a Cloud Run service, a Secret Manager version or an IAM policy: ABORTED (AIP-154;
+//     for IAM "There were concurrent policy changes. ...").
+//   - accessing a disabled or destroyed secret version: FAILED_PRECONDITION "Secret Version [...] is in
+//     DISABLED state." (latest is the newest version, whatever its state).
+//   - a revision that fails: its operation fails with FAILED_PRECONDITION "Revision 'NAME' is not ready
+//     and cannot serve traffic. ..." (code 9, as Cloud Run reports it).
+//   - allUsers under the domain restricted sharing organization policy: FAILED_PRECONDITION "One or more
+//     users named in the policy do not belong to a permitted customer, ..." with a PreconditionFailure.
+//   - the registry front: 401 UNAUTHORIZED, 403 DENIED, 404 NAME_UNKNOWN `Repository "R" not found`, and
+//     400 NAME_INVALID for a name without an image (Artifact Registry wants PROJECT/REPOSITORY/IMAGE).
+//
+// Where the stand-ins follow Google's observable behaviour rather than a document: Secret Manager returns
+// names with the project number where the caller used the project ID; Cloud Run returns a Service's own
+// name and its latest revisions in the form the caller used, and Revision resources with the project
+// number. Compare names by their last segments.
 package gcptest
