@@ -405,6 +405,9 @@ func (r *Run) complete(op *runOperation) {
 	}
 	rs := r.services[op.key]
 	if rs == nil {
+		if op.rev != nil && op.result.err == nil {
+			r.stopped = append(r.stopped, proto.Clone(op.rev.pb).(*runpb.Revision)) // its service is gone
+		}
 		parts := strings.Split(op.key, "/")
 		op.done.Result = &longrunningpb.Operation_Error{Error: status.New(codes.NotFound,
 			fmt.Sprintf("Resource '%s' of kind 'SERVICE' in region '%s' in project '%s' does not exist.", parts[5], parts[3], op.form)).Proto()}

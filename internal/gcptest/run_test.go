@@ -665,3 +665,61 @@ func TestRunNeedsCredentials(t *testing.T) {
 		t.Errorf("an unauthenticated call counted as a write")
 	}
 }
+
+func TestRunWaitAndListOperations(t *testing.T) {
+	t.Parallel()
+	_, c, _ := runClients(t, WithOperationPolls(50))
+	ctx := waitCtx(t)
+	op, err := c.CreateService(ctx, &runpb.CreateServiceRequest{Parent: testParent, ServiceId: "mlflow", Service: mlflowService("img")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// WaitOperation waits for the revision, however many polls a GetOperation would need.
+	done, err := c.WaitOperation(ctx, &longrunningpb.WaitOperationRequest{Name: op.Name()})
+	if err != nil || !done.Done || done.GetResponse() == nil {
+		t.Fatalf("WaitOperation = %v, %v", done, err)
+	}
+	it := c.ListOperations(ctx, &longrunningpb.ListOperationsRequest{Name: testParent})
+	got, err := it.Next()
+	if err != nil || got.Name != op.Name() || !strings.HasPrefix(got.Name, testParent+"/operations/") {
+		t.Errorf("ListOperations = %v, %v", got, err)
+	}
+	if _, err := c.GetOperation(ctx, &longrunningpb.GetOperationRequest{Name: testParent + "/operations/none"}); status.Code(err) != codes.NotFound {
+		t.Errorf("GetOperation(unknown) = %v, want NotFound", err)
+	}
+}
+
+func TestRunDeleteDuringRollout(t *testing.T) {
+	t.Parallel()
+	rt := &blockingRuntime{release: make(chan struct{})}
+	_, c, _ := runClients(t, WithRuntime(rt))
+	ctx := waitCtx(t)
+	op, err := c.CreateService(ctx, &runpb.CreateServiceRequest{Parent: testParent, ServiceId: "mlflow", Service: mlflowService("img")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dop, err := c.DeleteService(ctx, &runpb.DeleteServiceRequest{Name: testService})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dop.Wait(ctx); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	close(rt.release)
+	if _, err := op.Wait(ctx); status.Code(err) != codes.NotFound {
+		t.Errorf("the creation of a service deleted meanwhile = %v, want NotFound", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rt.mu.Lock()
+		n := len(rt.stopped)
+		rt.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the revision that started after its service was deleted was never stopped")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
