@@ -96,6 +96,9 @@ type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
+// statusClientClosed is logged for a request whose connection closed before any response was sent.
+const statusClientClosed = 499
+
 // httpRequest is Cloud Logging's HttpRequest; int64 fields are strings, as in proto3's JSON form.
 type httpRequest struct {
 	RequestMethod string `json:"requestMethod"`
@@ -125,9 +128,10 @@ func (l *logger) requests(h http.Handler) http.Handler {
 			status := rec.status
 			if status == 0 {
 				status = http.StatusOK
-				if p != nil {
-					// Nothing was sent: the client sees the connection drop.
-					status = 499
+				if p != nil || r.Context().Err() != nil {
+					// Nothing was sent and the connection is gone (the client left, or the grace
+					// period ran out): 499, as nginx logs a request closed before its response.
+					status = statusClientClosed
 				}
 			}
 			l.request(r, status, rec.size, body.n.Load(), l.now().Sub(start))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -122,5 +123,19 @@ func TestEventLogRedacts(t *testing.T) {
 	}
 	if e["url"] != "postgresql://u:REDACTED@h/d" || e["error"] != "unexpected EOF" || e["severity"] != "ERROR" {
 		t.Errorf("entry = %v", e)
+	}
+}
+
+func TestRequestLogClientGone(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	l := newLogger(&out, newRedactor())
+	ctx, cancel := context.WithCancel(context.Background())
+	h := l.requests(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cancel() // the connection closes before the handler answers, and it gives up
+	}))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("PUT", "/upload", nil).WithContext(ctx))
+	if !strings.Contains(out.String(), `"status":499`) {
+		t.Errorf("log %s, want status 499", out.String())
 	}
 }
