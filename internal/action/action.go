@@ -60,6 +60,9 @@ func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outpu
 
 	gh.Group("Credentials")
 	ts, err := gcp.Credentials(ctx, getenv)
+	if err == nil {
+		gh.Infof("authenticated with %s", getenv(gcp.CredentialsEnv))
+	}
 	gh.EndGroup()
 	if err != nil {
 		return nil, err

@@ -1,0 +1,290 @@
+package action
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"cloud.google.com/go/run/apiv2/runpb"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/deploy-mlflow/deploy-mlflow/internal/cloudrun"
+	"github.com/deploy-mlflow/deploy-mlflow/internal/config"
+	"github.com/deploy-mlflow/deploy-mlflow/internal/gcp"
+	"github.com/deploy-mlflow/deploy-mlflow/internal/gcptest"
+	"github.com/deploy-mlflow/deploy-mlflow/internal/image"
+	"github.com/deploy-mlflow/deploy-mlflow/internal/secrets"
+	"github.com/deploy-mlflow/deploy-mlflow/internal/testenv"
+)
+
+const (
+	project = gcptest.DefaultProjectID
+	sha1    = "1111111111111111111111111111111111111111"
+	sha2    = "2222222222222222222222222222222222222222"
+)
+
+var (
+	serverOnce sync.Once
+	serverBin  string
+	serverErr  error
+)
+
+// builtServer builds the real server program once for the package's tests.
+func builtServer(t *testing.T) string {
+	t.Helper()
+	serverOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "deploy-mlflow-server-")
+		if err != nil {
+			serverErr = err
+			return
+		}
+		serverBin, serverErr = testenv.BuildServer(context.Background(), dir)
+	})
+	if serverErr != nil {
+		t.Fatal(serverErr)
+	}
+	return serverBin
+}
+
+// cloud is every Google API the action calls, standing in on loopback, and the environment that
+// points the action at them.
+type cloud struct {
+	tokens   *gcptest.TokenServer
+	secrets  *gcptest.SecretManager
+	run      *gcptest.Run
+	registry *gcptest.ArtifactRegistry
+	env      map[string]string
+	out      *bytes.Buffer
+}
+
+func newCloud(t *testing.T, runOpts ...gcptest.Option) *cloud {
+	t.Helper()
+	c := &cloud{tokens: gcptest.StartTokenServer(t), out: &bytes.Buffer{}}
+	c.secrets = gcptest.StartSecretManager(t, c.tokens)
+	for name, value := range map[string]string{
+		"DB_url": "postgresql+psycopg2://mlflow:pw@/mlflow?host=/cloudsql/p:r:i", "bucket_url": "gs://bucket/mlflow",
+		"mlflow_id": "admin", "mlflow_pass": "s3cret-Pa55",
+	} {
+		c.secrets.AddSecret(project, name, []byte(value))
+	}
+	c.run = gcptest.StartRun(t, c.tokens, append([]gcptest.Option{gcptest.WithSecretManager(c.secrets)}, runOpts...)...)
+
+	c.registry = gcptest.NewArtifactRegistry(c.tokens, registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	srv := httptest.NewServer(c.registry)
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	c.registry.CreateRepository(project, "mlflow-runner")
+
+	// The base image, on a registry of its own as the official one is on ghcr.io, pulled anonymously.
+	ghcr := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(ghcr.Close)
+	base, err := gcptest.BaseImage(1, 300<<10, 200<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	baseRef := strings.TrimPrefix(ghcr.URL, "http://") + "/mlflow/mlflow:v" + config.DefaultMLflowVersion + "-full"
+	ref, err := name.ParseReference(baseRef, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, base); err != nil {
+		t.Fatal(err)
+	}
+	key, err := c.tokens.ServiceAccountKey(t.TempDir(), project, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dir := t.TempDir()
+	c.env = map[string]string{
+		"INPUT_PROJECT_ID":                   project,
+		"INPUT_REPOSITORY":                   "mlflow-runner",
+		"INPUT_IMAGE":                        host + "/" + project + "/mlflow-runner/mlflow",
+		"INPUT_BASE_IMAGE":                   baseRef,
+		"INPUT_BACKEND_STORE_SECRET":         "DB_url",
+		"INPUT_ARTIFACTS_DESTINATION_SECRET": "bucket_url",
+		"INPUT_USERNAME_SECRET":              "mlflow_id",
+		"INPUT_PASSWORD_SECRET":              "mlflow_pass",
+		"GITHUB_SHA":                         sha1,
+		"GITHUB_SERVER_URL":                  "https://github.com",
+		"GITHUB_REPOSITORY":                  "acme/ml",
+		"GITHUB_OUTPUT":                      filepath.Join(dir, "output"),
+		"GITHUB_STEP_SUMMARY":                filepath.Join(dir, "summary"),
+		gcp.CredentialsEnv:                   key,
+		gcp.RunEndpointEnv:                   c.run.Addr(),
+		gcp.SecretManagerEndpointEnv:         c.secrets.Addr(),
+		ServerBinaryEnv:                      builtServer(t),
+	}
+	return c
+}
+
+func (c *cloud) action(ctx context.Context) (*Outputs, error) {
+	c.out.Reset()
+	return Run(ctx, func(k string) string { return c.env[k] }, c.out)
+}
+
+func TestRunCreatesUpdatesAndRerunsWithoutWriting(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newCloud(t)
+
+	first, err := c.action(ctx)
+	if err != nil {
+		t.Fatalf("first deploy: %v\n%s", err, c.out)
+	}
+	svc, ok := c.run.Service(project, "us-central1", "mlflow")
+	if !ok {
+		t.Fatal("no service after the first deploy")
+	}
+	if first.URL != svc.Uri || first.Service != "mlflow" || !strings.HasSuffix(svc.LatestReadyRevision, first.Revision) ||
+		!strings.HasPrefix(first.Image, c.env["INPUT_IMAGE"]+"@sha256:") || svc.Template.Containers[0].Image != first.Image {
+		t.Errorf("outputs %+v do not match the service %v", first, svc)
+	}
+	if svc.Labels["commit-sha"] != sha1 || svc.Labels["managed-by"] != "deploy-mlflow" {
+		t.Errorf("labels = %v", svc.Labels)
+	}
+	if c.registry.Counts().BlobUploads == 0 {
+		t.Error("the first deploy uploaded no blob")
+	}
+	policy, _ := c.run.Policy(project, "us-central1", "mlflow")
+	if !strings.Contains(policy.String(), "allUsers") {
+		t.Errorf("allow_unauthenticated defaults to true, but the policy is %v", policy)
+	}
+
+	// The same commit again: nothing is written, not to the registry nor to Cloud Run.
+	runWrites := c.run.Writes()
+	c.registry.ResetCounts()
+	again, err := c.action(ctx)
+	if err != nil {
+		t.Fatalf("re-run: %v\n%s", err, c.out)
+	}
+	if *again != *first {
+		t.Errorf("re-run outputs %+v differ from %+v", again, first)
+	}
+	if got := c.registry.Counts(); got.Writes != 0 {
+		t.Errorf("re-run wrote to the registry: %+v", got)
+	}
+	if got := c.run.Writes() - runWrites; got != 0 {
+		t.Errorf("re-run made %d Cloud Run writes", got)
+	}
+
+	// A new commit: only the image config and manifest are pushed, and a new revision rolls out.
+	c.env["GITHUB_SHA"] = sha2
+	c.registry.ResetCounts()
+	second, err := c.action(ctx)
+	if err != nil {
+		t.Fatalf("second deploy: %v\n%s", err, c.out)
+	}
+	if second.Revision == first.Revision || second.Image == first.Image || second.URL != first.URL {
+		t.Errorf("second deploy outputs %+v, first %+v", second, first)
+	}
+	if got := c.registry.Counts().BlobUploads; got != 1 {
+		t.Errorf("a new commit uploaded %d blobs, want 1 (the config; every layer is already there)", got)
+	}
+	svc, _ = c.run.Service(project, "us-central1", "mlflow")
+	if svc.Labels["commit-sha"] != sha2 || len(c.run.Revisions(project, "us-central1", "mlflow")) != 2 {
+		t.Errorf("after the second deploy: labels %v, %d revisions", svc.Labels, len(c.run.Revisions(project, "us-central1", "mlflow")))
+	}
+	if strings.Contains(c.out.String(), "s3cret-Pa55") {
+		t.Error("the log shows a secret's value")
+	}
+}
+
+func TestRunMissingSecretStopsBeforePush(t *testing.T) {
+	t.Parallel()
+	c := newCloud(t)
+	c.env["INPUT_PASSWORD_SECRET"] = "mlflow_password"
+	_, err := c.action(context.Background())
+	var me *secrets.MissingError
+	if !errors.As(err, &me) || me.Ref.Input != "password_secret" || !strings.Contains(err.Error(), "gcloud secrets create mlflow_password") {
+		t.Fatalf("want a missing-secret error naming password_secret, got %v", err)
+	}
+	if got := c.registry.Counts(); got.Requests != 0 {
+		t.Errorf("the registry was called %d times before the secrets were checked", got.Requests)
+	}
+	if n := len(c.run.CallCounts()); n != 0 {
+		t.Errorf("Cloud Run was called: %v", c.run.CallCounts())
+	}
+}
+
+func TestRunBadInputMakesNoCall(t *testing.T) {
+	t.Parallel()
+	c := newCloud(t)
+	c.env["INPUT_REGION"] = "moon-base1 "
+	c.env["INPUT_MEMORY"] = "lots"
+	before := c.tokens.Stats()
+	_, err := c.action(context.Background())
+	var ie *config.InputError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "input memory") {
+		t.Fatalf("want input errors for region and memory, got %v", err)
+	}
+	if c.tokens.Stats() != before || c.registry.Counts().Requests != 0 || len(c.run.CallCounts()) != 0 || len(c.secrets.CallCounts()) != 0 {
+		t.Error("a bad input led to a network call")
+	}
+}
+
+func TestRunFailedRevisionFailsTheStep(t *testing.T) {
+	t.Parallel()
+	c := newCloud(t, gcptest.WithRuntime(gcptest.RuntimeFunc(func(context.Context, *runpb.Service, *runpb.Revision) (string, error) {
+		return "", gcptest.ContainerFailedToStart(8080)
+	})))
+	_, err := c.action(context.Background())
+	var re *cloudrun.RevisionError
+	if !errors.As(err, &re) || !strings.Contains(err.Error(), "failed to start and listen on the port") || !strings.Contains(err.Error(), "/logs?project=") {
+		t.Fatalf("want the revision's failure with a logs link, got %v", err)
+	}
+	if b, _ := os.ReadFile(c.env["GITHUB_OUTPUT"]); len(b) != 0 {
+		t.Errorf("a failed deploy wrote outputs: %s", b)
+	}
+}
+
+func TestRunWorkloadIdentityFederation(t *testing.T) {
+	t.Parallel()
+	c := newCloud(t)
+	file, err := c.tokens.ExternalAccountFile(t.TempDir(), gcptest.WorkloadIdentity{ServiceAccount: "deployer@" + project + ".iam.gserviceaccount.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.env[gcp.CredentialsEnv] = file
+	if _, err := c.action(context.Background()); err != nil {
+		t.Fatalf("%v\n%s", err, c.out)
+	}
+	if st := c.tokens.Stats(); st.STSExchanges == 0 || st.Impersonations == 0 {
+		t.Errorf("no STS exchange or impersonation happened: %+v", st)
+	}
+}
+
+func TestRunMissingRepository(t *testing.T) {
+	t.Parallel()
+	c := newCloud(t)
+	c.env["INPUT_IMAGE"] = strings.Replace(c.env["INPUT_IMAGE"], "mlflow-runner", "no-such-repo", 1)
+	_, err := c.action(context.Background())
+	var nf *image.RepositoryNotFoundError
+	if !errors.As(err, &nf) || !strings.Contains(err.Error(), "no-such-repo") {
+		t.Fatalf("want a missing repository error, got %v", err)
+	}
+	if n := len(c.run.CallCounts()); n != 0 {
+		t.Errorf("Cloud Run was called after the push failed: %v", c.run.CallCounts())
+	}
+}
+
+func TestRunMissingServerBinary(t *testing.T) {
+	t.Parallel()
+	c := newCloud(t)
+	c.env[ServerBinaryEnv] = filepath.Join(t.TempDir(), "nothing-here")
+	before := c.tokens.Stats()
+	_, err := c.action(context.Background())
+	if err == nil || !strings.Contains(err.Error(), ServerBinaryEnv) || c.tokens.Stats() != before {
+		t.Errorf("want a clear error before any call, got %v (token server: %+v)", err, c.tokens.Stats())
+	}
+}
