@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // schemaLockKey is the PostgreSQL advisory lock that every instance takes around `mlflow db upgrade`. Any
@@ -115,6 +116,11 @@ func connectWithRetry(ctx context.Context, log *logger, connString string) (*pgx
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		// A refused login or a missing database will not fix itself by waiting.
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "28") || pgErr.Code == "3D000") {
+			return nil, fmt.Errorf("connect to the backend store: %w: check the user, password and database name in DEPLOY_MLFLOW_BACKEND_STORE_URI", err)
 		}
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("connect to the backend store: %w: check DEPLOY_MLFLOW_BACKEND_STORE_URI and that the database accepts this service's connections", err)

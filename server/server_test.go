@@ -608,6 +608,28 @@ func TestRefusesToStart(t *testing.T) {
 	}
 }
 
+// TestWrongDatabasePassword: a refused login stops the start at once, with the variable to fix, and the
+// password appears nowhere in the output.
+func TestWrongDatabasePassword(t *testing.T) {
+	needWorld(t)
+	db := newDatabase(t)
+	wrong := "not-the-" + world.pg.Password()
+	in := startInstance(t, db, "DEPLOY_MLFLOW_BACKEND_STORE_URI="+strings.Replace(backendURI(db), world.pg.Password(), wrong, 1))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	code, err := in.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := strings.Join(in.Lines(), "\n")
+	if code == 0 || !strings.Contains(out, "DEPLOY_MLFLOW_BACKEND_STORE_URI") || !strings.Contains(out, `"severity":"CRITICAL"`) {
+		t.Errorf("exit %d, output:\n%s", code, out)
+	}
+	if strings.Contains(out, wrong) || strings.Contains(out, in.pass) {
+		t.Errorf("a password in the output:\n%s", out)
+	}
+}
+
 // stop sends SIGTERM and expects a clean exit.
 func stop(t *testing.T, in *instance) {
 	t.Helper()

@@ -86,18 +86,26 @@ func StartServer(bin string, env []string) (*Server, error) {
 	}
 	cmd := exec.Command(bin)
 	cmd.Env = append(base, env...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
+	// Plain pipes rather than cmd.StdoutPipe: exec.Cmd.Wait closes those as soon as the process exits,
+	// which would lose the last lines (often the one that says why) to the race with the readers.
+	var writeEnds []*os.File
+	for range 2 {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		writeEnds = append(writeEnds, w)
+		s.copied.Add(1)
+		go func() {
+			defer r.Close()
+			s.collect(r)
+		}()
 	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	s.copied.Add(2)
-	go s.collect(stdout)
-	go s.collect(stderr)
+	cmd.Stdout, cmd.Stderr = writeEnds[0], writeEnds[1]
 	proc, err := startProcess(cmd)
+	for _, w := range writeEnds {
+		w.Close()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("server: start %s: %w", bin, err)
 	}
