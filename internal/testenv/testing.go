@@ -73,3 +73,15 @@ func NewServer(t testing.TB, bin string, env ...string) *Server {
 	})
 	return s
 }
+
+// NewServerBinary builds the server program into a temp dir (see BuildServer) and returns its path.
+func NewServerBinary(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	bin, err := BuildServer(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
