@@ -350,26 +350,44 @@ func (p *revisionProc) stop(grace time.Duration) {
 // route points the service's front end at p. The revision it replaces keeps running until the Run
 // stand-in stops it, as Cloud Run drains an old revision.
 func (r *LocalRuntime) route(service string, p *revisionProc) (string, error) {
+	fe, err := r.frontEnd(service)
+	if err != nil {
+		return "", err
+	}
 	r.mu.Lock()
-	if r.services == nil {
-		r.services, r.procs = map[string]*frontEnd{}, map[string]*revisionProc{}
-	}
 	r.procs[p.name] = p
-	fe := r.services[service]
-	if fe == nil {
-		var err error
-		if fe, err = newFrontEnd(); err != nil {
-			r.mu.Unlock()
-			return "", err
-		}
-		r.services[service] = fe
-	}
 	r.mu.Unlock()
-
 	fe.mu.Lock()
 	fe.current = p
 	fe.mu.Unlock()
 	return fe.url, nil
+}
+
+// URL is the service's address on this machine, fixed from the first time it is asked for; give it to
+// the Run stand-in with WithServiceURL so that the service's uri is where it really serves.
+func (r *LocalRuntime) URL(service string) string {
+	fe, err := r.frontEnd(service)
+	if err != nil {
+		return ""
+	}
+	return fe.url
+}
+
+func (r *LocalRuntime) frontEnd(service string) (*frontEnd, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.services == nil {
+		r.services, r.procs = map[string]*frontEnd{}, map[string]*revisionProc{}
+	}
+	if fe := r.services[service]; fe != nil {
+		return fe, nil
+	}
+	fe, err := newFrontEnd()
+	if err != nil {
+		return nil, err
+	}
+	r.services[service] = fe
+	return fe, nil
 }
 
 func newFrontEnd() (*frontEnd, error) {

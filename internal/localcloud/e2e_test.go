@@ -1,0 +1,217 @@
+package localcloud
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	commit1 = "c0ffee0000000000000000000000000000000001"
+	commit2 = "c0ffee0000000000000000000000000000000002"
+)
+
+// TestEndToEnd deploys MLflow with the action's binary, as GitHub runs it, to the local cloud, logs a
+// model to the URL it outputs, and then redeploys: unchanged, at a new commit, and with a bad secret.
+func TestEndToEnd(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	var logs bytes.Buffer
+	c, err := Start(ctx, t.TempDir(), &logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("revision logs:\n%s", tail(logs.String(), 60))
+		}
+	})
+
+	// First deploy.
+	out := t.TempDir()
+	env := c.ActionEnv(commit1, out)
+	var actionLog bytes.Buffer
+	first, err := c.RunAction(ctx, env, &actionLog)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, actionLog.String())
+	}
+	url := first["url"]
+	if !strings.HasPrefix(url, "http://127.0.0.1:") || first["service"] != "mlflow" || first["revision"] == "" ||
+		!strings.HasPrefix(first["image"], env["INPUT_IMAGE"]+"@sha256:") {
+		t.Fatalf("outputs = %v", first)
+	}
+	summary, err := os.ReadFile(env["GITHUB_STEP_SUMMARY"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{url, first["revision"], first["image"], "/logs?project=" + Project, "service created"} {
+		if !strings.Contains(string(summary), want) {
+			t.Errorf("the step summary does not show %q:\n%s", want, summary)
+		}
+	}
+	if strings.Contains(actionLog.String(), c.Password) || strings.Contains(string(summary), c.Password) {
+		t.Error("the action printed the MLflow password")
+	}
+
+	// A client logs the article's model to the URL output.
+	runID, err := c.LogModel(ctx, url, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRun(t, c, url, runID)
+	objects, err := c.GCS.ObjectNames(Bucket, "artifacts/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !containsSuffix(objects, "linear_regression_model/MLmodel") && !containsSuffix(objects, "/MLmodel") {
+		t.Errorf("the model's files are not in the bucket: %v", objects)
+	}
+
+	// The same commit again writes nothing.
+	registryWrites, runWrites := c.Google.Registry.Counts().Writes, c.Google.Run.Writes()
+	again, err := c.RunAction(ctx, c.ActionEnv(commit1, t.TempDir()), &actionLog)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, actionLog.String())
+	}
+	if again["revision"] != first["revision"] || again["image"] != first["image"] {
+		t.Errorf("an unchanged re-run gave %v, first %v", again, first)
+	}
+	if c.Google.Registry.Counts().Writes != registryWrites || c.Google.Run.Writes() != runWrites {
+		t.Errorf("an unchanged re-run wrote: registry %d writes, Cloud Run %d",
+			c.Google.Registry.Counts().Writes-registryWrites, c.Google.Run.Writes()-runWrites)
+	}
+
+	// A new commit rolls a new revision on the same URL, and the run logged before is still there.
+	second, err := c.RunAction(ctx, c.ActionEnv(commit2, t.TempDir()), &actionLog)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, actionLog.String())
+	}
+	if second["revision"] == first["revision"] || second["url"] != url {
+		t.Errorf("redeploy outputs %v, first %v", second, first)
+	}
+	checkRun(t, c, url, runID)
+
+	// A 50 MiB artifact goes through the h2c deployment (over Cloud Run's 32 MiB HTTP/1 limit).
+	const size = 50 << 20
+	path := runArtifactPath(t, c, url, runID) + "/big.bin"
+	sum := uploadArtifact(t, c, url+"/api/2.0/mlflow-artifacts/artifacts/"+path, size)
+	got, err := c.GCS.Open(Bucket, "artifacts/"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	n, _ := io.Copy(h, got)
+	got.Close()
+	if n != size || !bytes.Equal(h.Sum(nil), sum) {
+		t.Errorf("the bucket holds %d bytes with another hash", n)
+	}
+
+	// A bad secret name stops the action before anything is pushed or deployed.
+	bad := c.ActionEnv(commit1[:39]+"9", t.TempDir())
+	bad["INPUT_PASSWORD_SECRET"] = "mlflow_password"
+	registryWrites, runWrites = c.Google.Registry.Counts().Writes, c.Google.Run.Writes()
+	var badLog bytes.Buffer
+	if _, err := c.RunAction(ctx, bad, &badLog); err == nil {
+		t.Fatal("the action succeeded with a secret that does not exist")
+	}
+	var exit *exec.ExitError
+	if _, err := c.RunAction(ctx, bad, io.Discard); !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Errorf("exit = %v, want exit code 1", err)
+	}
+	if !strings.Contains(badLog.String(), "::error") || !strings.Contains(badLog.String(), "mlflow_password") ||
+		!strings.Contains(badLog.String(), "password_secret") {
+		t.Errorf("the error annotation does not name the secret and its input:\n%s", badLog.String())
+	}
+	if c.Google.Registry.Counts().Writes != registryWrites || c.Google.Run.Writes() != runWrites {
+		t.Error("a bad secret name did not stop the action before it pushed or deployed")
+	}
+}
+
+// checkRun reads the run back through the server with the demo's credentials.
+func checkRun(t *testing.T, c *Cloud, url, runID string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url+"/api/2.0/mlflow/runs/get?run_id="+runID, nil)
+	req.SetBasicAuth(Username, c.Password)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"fit_intercept"`) || !strings.Contains(string(body), `"mse"`) {
+		t.Errorf("run %s: %s %s", runID, resp.Status, body)
+	}
+}
+
+// runArtifactPath is where the run's artifacts live under the artifacts destination: EXPERIMENT/RUN/artifacts.
+func runArtifactPath(t *testing.T, c *Cloud, url, runID string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url+"/api/2.0/mlflow/runs/get?run_id="+runID, nil)
+	req.SetBasicAuth(Username, c.Password)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Run struct {
+			Info struct {
+				ArtifactURI string `json:"artifact_uri"`
+			} `json:"info"`
+		} `json:"run"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	// mlflow-artifacts:/EXPERIMENT/RUN/artifacts
+	return strings.TrimPrefix(r.Run.Info.ArtifactURI, "mlflow-artifacts:/")
+}
+
+// uploadArtifact streams size pseudo-random bytes to an artifact URL over HTTP/1.1, as the Python client
+// uploads, and returns their SHA-256.
+func uploadArtifact(t *testing.T, c *Cloud, url string, size int64) []byte {
+	t.Helper()
+	h := sha256.New()
+	body := io.TeeReader(io.LimitReader(rand.NewChaCha8([32]byte{7}), size), h)
+	req, err := http.NewRequest(http.MethodPut, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = size
+	req.SetBasicAuth(Username, c.Password)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("uploading %d bytes: %s %s", size, resp.Status, msg)
+	}
+	return h.Sum(nil)
+}
+
+func containsSuffix(list []string, suffix string) bool {
+	for _, s := range list {
+		if strings.HasSuffix(s, suffix) {
+			return true
+		}
+	}
+	return false
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
