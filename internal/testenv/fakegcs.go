@@ -42,7 +42,7 @@ func StartFakeGCS(ctx context.Context, buckets ...string) (*FakeGCS, error) {
 	f := &FakeGCS{srv: srv, http: &http.Server{Handler: srv.HTTPHandler()}, url: url}
 	go func() { _ = f.http.Serve(ln) }()
 	for _, b := range buckets {
-		srv.CreateBucket(b)
+		f.CreateBucket(b)
 	}
 	return f, nil
 }
@@ -54,19 +54,27 @@ func (f *FakeGCS) URL() string { return f.url }
 func (f *FakeGCS) Server() *fakestorage.Server { return f.srv }
 
 // CreateBucket creates a bucket.
-func (f *FakeGCS) CreateBucket(name string) { f.srv.CreateBucket(name) }
+func (f *FakeGCS) CreateBucket(name string) {
+	f.srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: name})
+}
 
 // ObjectNames lists the names of the objects in bucket that start with prefix.
 func (f *FakeGCS) ObjectNames(bucket, prefix string) ([]string, error) {
-	objs, _, err := f.srv.ListObjectsWithOptions(bucket, fakestorage.ListOptions{Prefix: prefix})
-	if err != nil {
-		return nil, fmt.Errorf("fake GCS: list gs://%s/%s: %w", bucket, prefix, err)
+	var names []string
+	opts := fakestorage.ListOptions{Prefix: prefix}
+	for {
+		page, err := f.srv.ListObjectsWithOptionsPaginated(bucket, opts)
+		if err != nil {
+			return nil, fmt.Errorf("fake GCS: list gs://%s/%s: %w", bucket, prefix, err)
+		}
+		for _, o := range page.Objects {
+			names = append(names, o.Name)
+		}
+		if page.NextPageToken == "" {
+			return names, nil
+		}
+		opts.PageToken = page.NextPageToken
 	}
-	names := make([]string, 0, len(objs))
-	for _, o := range objs {
-		names = append(names, o.Name)
-	}
-	return names, nil
 }
 
 // Open returns a reader of the object's content.
