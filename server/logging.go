@@ -16,7 +16,7 @@ import (
 	"github.com/deploy-mlflow/deploy-mlflow/internal/serverenv"
 )
 
-// Cloud Logging severities (LogSeverity), as the structured-logging agent on Cloud Run reads them from the
+// Cloud Logging severities (LogSeverity), as Cloud Run's log collection reads them from the
 // "severity" field of a JSON line.
 const (
 	sevDefault  = "DEFAULT"

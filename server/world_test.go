@@ -75,7 +75,7 @@ func setupWorld() error {
 	return err
 }
 
-// needWorld returns once the shared parts run, or fails the test (with the message to run hack/setup.sh
+// needWorld returns once the shared parts run, or fails the test (with the message to run internal/testenv/setup.sh
 // when the virtualenv is missing).
 func needWorld(t *testing.T) {
 	t.Helper()

@@ -1,6 +1,6 @@
 // Package testenv starts the real parts that the tests and the demo run against: PostgreSQL (Debian's
 // binaries), fake-gcs-server in process, the CNCF distribution registry (Debian's docker-registry), the
-// MLflow virtualenv that hack/setup.sh creates, and the server program built from ./server.
+// MLflow virtualenv that internal/testenv/setup.sh creates, and the server program built from ./server.
 //
 // Every starter takes a context and a directory and returns a value with a Stop method, so a demo program
 // can use it as well as a test. The New* functions are thin wrappers for tests: they fail the test on error

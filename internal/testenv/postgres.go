@@ -48,7 +48,7 @@ func StartPostgres(ctx context.Context, dir string) (*Postgres, error) {
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
-			return nil, fmt.Errorf("postgres: running as root needs the postgres OS user that Debian's postgresql package creates (run hack/setup.sh): %w", err)
+			return nil, fmt.Errorf("postgres: running as root needs the postgres OS user that Debian's postgresql package creates (run make setup, which runs internal/testenv/setup.sh): %w", err)
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
@@ -181,7 +181,7 @@ func postgresBinDir() (string, error) {
 			return d, nil
 		}
 	}
-	return "", errors.New("postgres: initdb is neither on PATH nor in /usr/lib/postgresql/*/bin: run hack/setup.sh (installs Debian's postgresql)")
+	return "", errors.New("postgres: initdb is neither on PATH nor in /usr/lib/postgresql/*/bin: run make setup (internal/testenv/setup.sh installs Debian's postgresql)")
 }
 
 func versionOf(binDir string) int {

@@ -30,7 +30,7 @@ func StartRegistry(ctx context.Context, dir string) (*Registry, error) {
 	if _, err := os.Stat(bin); err != nil {
 		path, lerr := exec.LookPath("docker-registry")
 		if lerr != nil {
-			return nil, fmt.Errorf("registry: %s not found (%v): run hack/setup.sh (installs Debian's docker-registry)", bin, err)
+			return nil, fmt.Errorf("registry: %s not found (%v): run make setup (internal/testenv/setup.sh installs Debian's docker-registry)", bin, err)
 		}
 		bin = path
 	}

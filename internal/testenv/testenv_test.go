@@ -54,7 +54,7 @@ func TestPostgres(t *testing.T) {
 func TestFakeGCS(t *testing.T) {
 	t.Parallel()
 	gcs := NewFakeGCS(t, "bucket-a")
-	// Upload through the JSON API, as MLflow's client does, then read back through the helper.
+	// Upload through the JSON API, as MLflow's client does, then read it back with ObjectNames and Open.
 	req, _ := http.NewRequest(http.MethodPost, gcs.URL()+"/upload/storage/v1/b/bucket-a/o?uploadType=media&name=dir/hello.txt", strings.NewReader("hello"))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -98,8 +98,8 @@ func TestRegistry(t *testing.T) {
 func TestVenv(t *testing.T) {
 	t.Setenv(VenvEnv, filepath.Join(t.TempDir(), "missing"))
 	_, err := Venv()
-	if err == nil || !strings.Contains(err.Error(), "hack/setup.sh") {
-		t.Errorf("Venv() with a missing virtualenv = %v, want an error that says to run hack/setup.sh", err)
+	if err == nil || !strings.Contains(err.Error(), "internal/testenv/setup.sh") {
+		t.Errorf("Venv() with a missing virtualenv = %v, want an error that says to run internal/testenv/setup.sh", err)
 	}
 }
 

@@ -10,7 +10,7 @@ import (
 // startTimeout bounds how long a wrapper waits for a part to come up.
 const startTimeout = 2 * time.Minute
 
-// NeedVenv returns Venv, or fails the test with the message that says to run hack/setup.sh.
+// NeedVenv returns Venv, or fails the test with the message that says to run internal/testenv/setup.sh.
 func NeedVenv(t testing.TB) string {
 	t.Helper()
 	dir, err := Venv()
