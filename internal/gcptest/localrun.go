@@ -31,6 +31,8 @@ import (
 // whose port is named h2c has none.
 const HTTP1RequestLimit = 32 << 20
 
+const http1LimitMessage = "413 Request Entity Too Large: HTTP/1 requests to Cloud Run are limited to 32 MiB; serve HTTP/2 end to end (a port named h2c)"
+
 // SecretResolver reads a secret version's payload, as Cloud Run does for a secretKeyRef.
 type SecretResolver func(ctx context.Context, project, secret, version string) ([]byte, error)
 
@@ -321,6 +323,14 @@ func (p *revisionProc) reverseProxy() *httputil.ReverseProxy {
 			pr.Out.Header.Set("X-Forwarded-Proto", "https")
 		},
 		FlushInterval: -1,
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				http.Error(w, http1LimitMessage, http.StatusRequestEntityTooLarge)
+				return
+			}
+			http.Error(w, "upstream connect error: "+err.Error(), http.StatusBadGateway)
+		},
 	}
 	if p.h2c {
 		rp.Transport = &http2.Transport{
@@ -414,7 +424,7 @@ func (fe *frontEnd) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	if !p.h2c {
 		if req.ContentLength > HTTP1RequestLimit {
-			http.Error(w, "413 Request Entity Too Large: HTTP/1 requests to Cloud Run are limited to 32 MiB; use HTTP/2 end to end (a port named h2c)", http.StatusRequestEntityTooLarge)
+			http.Error(w, http1LimitMessage, http.StatusRequestEntityTooLarge)
 			return
 		}
 		req.Body = http.MaxBytesReader(w, req.Body, HTTP1RequestLimit)

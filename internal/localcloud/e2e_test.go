@@ -19,6 +19,7 @@ import (
 const (
 	commit1 = "c0ffee0000000000000000000000000000000001"
 	commit2 = "c0ffee0000000000000000000000000000000002"
+	commit3 = "c0ffee0000000000000000000000000000000003"
 )
 
 // TestEndToEnd deploys MLflow with the action's binary, as GitHub runs it, to the local cloud, logs a
@@ -136,6 +137,21 @@ func TestEndToEnd(t *testing.T) {
 	if c.Google.Registry.Counts().Writes != registryWrites || c.Google.Run.Writes() != runWrites {
 		t.Error("a bad secret name did not stop the action before it pushed or deployed")
 	}
+
+	// A revision that cannot start (its database is unreachable) fails the step with the server's last
+	// log lines, and the previous revision keeps serving.
+	c.Google.SecretManager.AddSecret(Project, "DB_url", []byte("postgresql+psycopg2://mlflow:pw@127.0.0.1:1/mlflow"))
+	var failLog bytes.Buffer
+	if _, err := c.RunAction(ctx, c.ActionEnv(commit3, t.TempDir()), &failLog); err == nil {
+		t.Fatal("a revision with an unreachable database was reported ready")
+	}
+	if !strings.Contains(failLog.String(), "startup probe") || !strings.Contains(failLog.String(), "127.0.0.1:1") {
+		t.Errorf("the failure does not give the probe's verdict and the server's log lines:\n%s", failLog.String())
+	}
+	if strings.Contains(failLog.String(), "mlflow:pw@") {
+		t.Error("the failure shows the database password")
+	}
+	checkRun(t, c, url, runID)
 }
 
 // checkRun reads the run back through the server with the demo's credentials.
