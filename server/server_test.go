@@ -156,7 +156,7 @@ func TestServer(t *testing.T) {
 	t.Run("article client", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, world.python, filepath.Join("testdata", "client.py"))
+		cmd := exec.CommandContext(ctx, world.python, filepath.Join("..", "testdata", "client.py"))
 		cmd.Env = append(os.Environ(),
 			"MLFLOW_TRACKING_URI="+in.URL(),
 			"MLFLOW_TRACKING_USERNAME="+in.user,
