@@ -1,4 +1,4 @@
-"""The article's test.py does, against the server: train a LinearRegression, log a parameter, two
+"""What the article's test.py does, against the server: train a LinearRegression, log a parameter, two
 metrics and the model. The tracking URI and the basic-auth credentials come from the environment
 (MLFLOW_TRACKING_URI, MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD). Prints RUN_ID=<id> last."""
 
