@@ -11,7 +11,6 @@ import (
 
 	run "cloud.google.com/go/run/apiv2"
 	secretmanager "cloud.google.com/go/secretmanager/apiv1"
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/sethvargo/go-githubactions"
 	"golang.org/x/oauth2"
@@ -137,7 +136,7 @@ func checkSecrets(ctx context.Context, getenv func(string) string, ts oauth2.Tok
 }
 
 func buildAndPush(ctx context.Context, cfg *config.Config, binary string, tag name.Tag, ts oauth2.TokenSource, gh *githubactions.Action) (name.Digest, error) {
-	auth := image.WithAuth(tag.Registry, tokenAuth{ts})
+	auth := image.WithAuth(tag.Registry, gcp.RegistryAuth(ts))
 	gh.Infof("base image %s", cfg.BaseImage)
 	base, err := image.Base(ctx, cfg.BaseImage, auth)
 	if err != nil {
@@ -154,17 +153,6 @@ func buildAndPush(ctx context.Context, cfg *config.Config, binary string, tag na
 	}
 	gh.Infof("pushed %s in %s: %s", digest, time.Since(start).Round(time.Millisecond), stats)
 	return digest, nil
-}
-
-// tokenAuth is Artifact Registry's basic auth: user _token, a fresh OAuth access token as password.
-type tokenAuth struct{ ts oauth2.TokenSource }
-
-func (a tokenAuth) Authorization() (*authn.AuthConfig, error) {
-	tok, err := a.ts.Token()
-	if err != nil {
-		return nil, err
-	}
-	return &authn.AuthConfig{Username: "_token", Password: tok.AccessToken}, nil
 }
 
 func deploy(ctx context.Context, getenv func(string) string, ts oauth2.TokenSource, cfg *config.Config, digest name.Digest, gh *githubactions.Action) (*cloudrun.Result, error) {

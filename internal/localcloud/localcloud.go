@@ -23,7 +23,6 @@ import (
 
 	secretmanager "cloud.google.com/go/secretmanager/apiv1"
 	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/oauth2"
@@ -119,7 +118,7 @@ func (c *Cloud) start(ctx context.Context, logs io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	c.Runtime.Remote = []remote.Option{remote.WithAuth(tokenAuth{agent})}
+	c.Runtime.Remote = []remote.Option{remote.WithAuth(gcp.RegistryAuth(agent))}
 	// It reads secretKeyRefs through the Secret Manager API, as the runtime service account.
 	opts, err := gcp.ClientOptions(c.Google.SecretManager.Addr(), agent)
 	if err != nil {
@@ -292,16 +291,6 @@ func (c *Cloud) tokenSource(ctx context.Context, email string) (oauth2.TokenSour
 		return nil, err
 	}
 	return creds.TokenSource, nil
-}
-
-type tokenAuth struct{ ts oauth2.TokenSource }
-
-func (a tokenAuth) Authorization() (*authn.AuthConfig, error) {
-	tok, err := a.ts.Token()
-	if err != nil {
-		return nil, err
-	}
-	return &authn.AuthConfig{Username: "_token", Password: tok.AccessToken}, nil
 }
 
 // build compiles the action and the server program, static, as the action's Dockerfile does.
