@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 
 	"golang.org/x/oauth2"
 	"google.golang.org/api/option"
@@ -42,7 +43,7 @@ func ClientOptions(endpoint string, ts oauth2.TokenSource) ([]option.ClientOptio
 
 // IsLoopback tells whether host names this machine: localhost or a loopback address.
 func IsLoopback(host string) bool {
-	if host == "localhost" {
+	if strings.EqualFold(host, "localhost") {
 		return true
 	}
 	ip := net.ParseIP(host)

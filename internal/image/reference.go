@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/deploy-mlflow/deploy-mlflow/internal/gcp"
 )
 
 // Reference parses an image reference. Registries on loopback addresses are reached over plain HTTP, as a
@@ -37,12 +39,7 @@ func isLoopback(hostport string) bool {
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		host = h
 	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return gcp.IsLoopback(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
 }
 
 // httpsOnly refuses plain HTTP to any host but loopback ones. go-containerregistry falls back to HTTP for
