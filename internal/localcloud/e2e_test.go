@@ -138,17 +138,18 @@ func TestEndToEnd(t *testing.T) {
 		t.Error("a bad secret name did not stop the action before it pushed or deployed")
 	}
 
-	// A revision that cannot start (its database is unreachable) fails the step with the server's last
+	// A revision that cannot start (its database does not exist) fails the step with the server's last
 	// log lines, and the previous revision keeps serving.
-	c.Google.SecretManager.AddSecret(Project, "DB_url", []byte("postgresql+psycopg2://mlflow:pw@127.0.0.1:1/mlflow"))
+	missingDB := strings.Replace(c.Postgres.URL("no_such_db"), "postgresql://", "postgresql+psycopg2://", 1)
+	c.Google.SecretManager.AddSecret(Project, "DB_url", []byte(missingDB))
 	var failLog bytes.Buffer
 	if _, err := c.RunAction(ctx, c.ActionEnv(commit3, t.TempDir()), &failLog); err == nil {
-		t.Fatal("a revision with an unreachable database was reported ready")
+		t.Fatal("a revision whose database does not exist was reported ready")
 	}
-	if !strings.Contains(failLog.String(), "startup probe") || !strings.Contains(failLog.String(), "127.0.0.1:1") {
+	if !strings.Contains(failLog.String(), "startup probe") || !strings.Contains(failLog.String(), "no_such_db") {
 		t.Errorf("the failure does not give the probe's verdict and the server's log lines:\n%s", failLog.String())
 	}
-	if strings.Contains(failLog.String(), "mlflow:pw@") {
+	if strings.Contains(failLog.String(), c.Postgres.Password()) {
 		t.Error("the failure shows the database password")
 	}
 	checkRun(t, c, url, runID)
