@@ -5,7 +5,7 @@
 GO ?= go
 SETUP := internal/testenv/setup.sh
 
-.PHONY: demo test setup build bench lint
+.PHONY: demo test setup build bench
 
 setup:
 	@DEPLOY_MLFLOW_VENV="$$(bash $(SETUP) | tail -n 1)" && echo "MLflow virtualenv: $$DEPLOY_MLFLOW_VENV"
@@ -23,4 +23,4 @@ build:
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -o bin/deploy-mlflow-server ./server
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./internal/image/
+	$(GO) test -run '^$$' -bench Push ./internal/image/
