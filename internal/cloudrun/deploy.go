@@ -3,6 +3,7 @@ package cloudrun
 import (
 	"context"
 	"fmt"
+	"path"
 	"strings"
 	"time"
 
@@ -69,12 +70,22 @@ func (d *Deployer) deployOnce(ctx context.Context, desired *runpb.Service, wait 
 		return nil, explain(err, desired.Name, "read")
 	}
 	changes := Changes(live, desired)
-	if len(changes) == 0 {
-		d.logf("service %s is already up to date: nothing to write", shortName(desired.Name))
+	next := Apply(live, desired)
+	switch {
+	case len(changes) == 0 && serving(live):
+		d.logf("service %s is already up to date: nothing to write", path.Base(desired.Name))
 		return d.ready(ctx, live, &Result{})
+	case len(changes) == 0:
+		// The spec is already what was asked, but its revision failed (a re-run after fixing what made it
+		// fail: a permission, the database). An identical template makes no new revision, so mark it.
+		changes = []string{"retry of failed revision " + path.Base(live.LatestCreatedRevision)}
+		if next.Template.Annotations == nil {
+			next.Template.Annotations = map[string]string{}
+		}
+		next.Template.Annotations[RetryAnnotation] = time.Now().UTC().Format(time.RFC3339Nano)
 	}
-	d.logf("updating service %s: %s changed", shortName(desired.Name), strings.Join(changes, ", "))
-	op, err := d.Services.UpdateService(ctx, &runpb.UpdateServiceRequest{Service: Apply(live, desired)})
+	d.logf("updating service %s: %s", path.Base(desired.Name), strings.Join(changes, ", "))
+	op, err := d.Services.UpdateService(ctx, &runpb.UpdateServiceRequest{Service: next})
 	if err != nil {
 		return nil, explain(err, desired.Name, "update")
 	}
@@ -112,7 +123,7 @@ func (d *Deployer) wait(ctx context.Context, wait time.Duration, desired *runpb.
 	}
 	if ctx.Err() == nil && wctx.Err() != nil {
 		return nil, fmt.Errorf("the new revision of %s was not ready within wait_timeout (%s); it may still become ready, see %s",
-			shortName(desired.Name), wait, LogsURL(desired.Name))
+			path.Base(desired.Name), wait, LogsURL(desired.Name))
 	}
 	// A failed revision fails the operation; report the revision's own reason.
 	if rerr := d.revisionFailure(ctx, desired.Name); rerr != nil {
@@ -121,19 +132,26 @@ func (d *Deployer) wait(ctx context.Context, wait time.Duration, desired *runpb.
 	return nil, explain(err, desired.Name, "deploy")
 }
 
+// RetryAnnotation marks a revision template deployed again, unchanged, after its revision failed.
+const RetryAnnotation = "deploy-mlflow/retried-at"
+
+// serving tells whether the service's latest revision is ready and takes its traffic.
+func serving(svc *runpb.Service) bool {
+	return svc.LatestCreatedRevision != "" && svc.LatestCreatedRevision == svc.LatestReadyRevision &&
+		svc.GetTerminalCondition().GetState() == runpb.Condition_CONDITION_SUCCEEDED
+}
+
 // ready checks that the latest revision serves: the service reports its latest created revision as ready.
 func (d *Deployer) ready(ctx context.Context, svc *runpb.Service, res *Result) (*Result, error) {
 	res.Service = svc
-	tc := svc.GetTerminalCondition()
-	if svc.LatestCreatedRevision != "" && svc.LatestCreatedRevision == svc.LatestReadyRevision &&
-		tc.GetState() == runpb.Condition_CONDITION_SUCCEEDED {
-		res.Revision = shortName(svc.LatestReadyRevision)
+	if serving(svc) {
+		res.Revision = path.Base(svc.LatestReadyRevision)
 		return res, nil
 	}
 	if rerr := d.revisionFailure(ctx, svc.Name); rerr != nil {
 		return nil, rerr
 	}
-	return nil, &RevisionError{Revision: shortName(svc.LatestCreatedRevision), Reason: conditionText(tc), LogsURL: LogsURL(svc.Name)}
+	return nil, &RevisionError{Revision: path.Base(svc.LatestCreatedRevision), Reason: conditionText(svc.GetTerminalCondition()), LogsURL: LogsURL(svc.Name)}
 }
 
 // revisionFailure reads the service's latest created revision and, if it failed, says why.
@@ -148,7 +166,7 @@ func (d *Deployer) revisionFailure(ctx context.Context, name string) error {
 	}
 	for _, c := range rev.GetConditions() {
 		if c.GetState() == runpb.Condition_CONDITION_FAILED {
-			return &RevisionError{Revision: shortName(rev.Name), Reason: conditionText(c), LogsURL: LogsURL(name)}
+			return &RevisionError{Revision: path.Base(rev.Name), Reason: conditionText(c), LogsURL: LogsURL(name)}
 		}
 	}
 	return nil
@@ -203,11 +221,11 @@ func (e *apiError) Error() string { return e.msg }
 func (e *apiError) Unwrap() error { return e.err }
 
 func explain(err error, name, verb string) error {
-	svc := shortName(name)
+	svc := path.Base(name)
 	msg := strings.TrimSuffix(status.Convert(err).Message(), ".")
 	switch status.Code(err) {
 	case codes.PermissionDenied:
-		return &apiError{err: err, msg: fmt.Sprintf("Cloud Run refused to %s service %s: %s. The deploying identity needs roles/run.admin (or roles/run.developer plus roles/iam.serviceAccountUser on the runtime service account), and the Cloud Run Admin API must be enabled (gcloud services enable run.googleapis.com)", verb, svc, msg)}
+		return &apiError{err: err, msg: fmt.Sprintf("Cloud Run refused to %s service %s: %s. The deploying identity needs roles/run.admin, and roles/iam.serviceAccountUser on the runtime service account; the Cloud Run Admin API must be enabled (gcloud services enable run.googleapis.com)", verb, svc, msg)}
 	case codes.Unauthenticated:
 		return &apiError{err: err, msg: fmt.Sprintf("Cloud Run did not accept the credentials: %s; check the google-github-actions/auth step", msg)}
 	case codes.Aborted, codes.AlreadyExists:
@@ -229,8 +247,6 @@ func splitName(name string) (parent, id string) {
 	i := strings.LastIndex(name, "/services/")
 	return name[:i], name[i+len("/services/"):]
 }
-
-func shortName(name string) string { return name[strings.LastIndexByte(name, '/')+1:] }
 
 func (d *Deployer) logf(format string, args ...any) {
 	if d.Logf != nil {

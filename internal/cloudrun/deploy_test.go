@@ -65,7 +65,7 @@ func desiredFor(t *testing.T, extra map[string]string, image string) *runpb.Serv
 	return Desired(testConfig(t, env), image)
 }
 
-func TestDeployCreatesThenUpdatesThenWritesNothing(t *testing.T) {
+func TestDeployCreatesThenWritesNothingThenUpdates(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	// Operations finish only on their third poll, as real ones finish later.
@@ -169,6 +169,36 @@ func TestDeployFailedRevision(t *testing.T) {
 	live, _ := w.run.Service(project, "us-central1", "mlflow")
 	if !strings.HasSuffix(live.LatestReadyRevision, good.Revision) {
 		t.Errorf("latest ready = %s, want the earlier %s", live.LatestReadyRevision, good.Revision)
+	}
+}
+
+// TestDeployRetriesAFailedRevision checks that re-running a deploy whose revision failed, with nothing
+// changed in the spec (the fix was outside it: a permission, the database), rolls a new revision.
+func TestDeployRetriesAFailedRevision(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	fail := true
+	w := newWorld(t, gcptest.WithRuntime(gcptest.RuntimeFunc(func(context.Context, *runpb.Service, *runpb.Revision) (string, error) {
+		if fail {
+			return "", gcptest.ContainerFailedToStart(8080)
+		}
+		return "", nil
+	})))
+	if _, err := w.d.Deploy(ctx, desiredFor(t, nil, testImage), time.Minute); err == nil {
+		t.Fatal("the first deploy should fail")
+	}
+	fail = false
+	res, err := w.d.Deploy(ctx, desiredFor(t, nil, testImage), time.Minute)
+	if err != nil {
+		t.Fatalf("a re-run after the cause was fixed still fails: %v", err)
+	}
+	if !res.Updated || len(w.run.Revisions(project, "us-central1", "mlflow")) != 2 {
+		t.Errorf("the re-run did not roll a new revision: %+v", res)
+	}
+	// Now it serves, so the next run writes nothing.
+	writes := w.run.Writes()
+	if res, err := w.d.Deploy(ctx, desiredFor(t, nil, testImage), time.Minute); err != nil || res.Updated || w.run.Writes() != writes {
+		t.Errorf("a run after a successful retry wrote: %+v, %v", res, err)
 	}
 }
 

@@ -2,8 +2,8 @@ package cloudrun
 
 import (
 	"maps"
+	"path"
 	"slices"
-	"strings"
 
 	"cloud.google.com/go/run/apiv2/runpb"
 	"google.golang.org/protobuf/proto"
@@ -47,7 +47,7 @@ func Changes(live, desired *runpb.Service) []string {
 	add("ports", samePorts(lc.GetPorts(), dc.GetPorts()))
 	add("env", sameEnv(lc.GetEnv(), dc.GetEnv()))
 	add("resources", sameResources(lc.GetResources(), dc.GetResources()))
-	add("startup_probe", proto.Equal(lc.GetStartupProbe(), dc.GetStartupProbe()))
+	add("startup_probe", sameProbe(lc.GetStartupProbe(), dc.GetStartupProbe()))
 	add("volume_mounts", sameMounts(lc.GetVolumeMounts(), dc.GetVolumeMounts()))
 	add("command", len(lc.GetCommand()) == 0 && len(lc.GetArgs()) == 0)
 	return out
@@ -85,52 +85,28 @@ func Apply(live, desired *runpb.Service) *runpb.Service {
 }
 
 func sameTraffic(live, desired []*runpb.TrafficTarget) bool {
-	if len(live) != len(desired) {
-		return false
-	}
-	for i := range live {
-		l, d := live[i], desired[i]
-		if l.GetType() != d.GetType() || l.GetPercent() != d.GetPercent() || l.GetRevision() != d.GetRevision() {
-			return false
-		}
-	}
-	return true
+	return slices.EqualFunc(live, desired, func(l, d *runpb.TrafficTarget) bool {
+		return l.GetType() == d.GetType() && l.GetPercent() == d.GetPercent() && l.GetRevision() == d.GetRevision()
+	})
 }
 
 func samePorts(live, desired []*runpb.ContainerPort) bool {
-	if len(live) != len(desired) {
-		return false
-	}
-	for i := range live {
-		if live[i].GetName() != desired[i].GetName() || live[i].GetContainerPort() != desired[i].GetContainerPort() {
-			return false
-		}
-	}
-	return true
+	return slices.EqualFunc(live, desired, func(l, d *runpb.ContainerPort) bool {
+		return l.GetName() == d.GetName() && l.GetContainerPort() == d.GetContainerPort()
+	})
 }
 
 func sameEnv(live, desired []*runpb.EnvVar) bool {
-	if len(live) != len(desired) {
-		return false
-	}
-	for i := range live {
-		l, d := live[i], desired[i]
-		if l.GetName() != d.GetName() || l.GetValue() != d.GetValue() {
-			return false
-		}
+	return slices.EqualFunc(live, desired, func(l, d *runpb.EnvVar) bool {
 		lr, dr := l.GetValueSource().GetSecretKeyRef(), d.GetValueSource().GetSecretKeyRef()
-		if (lr == nil) != (dr == nil) || lr.GetVersion() != dr.GetVersion() || secretID(lr.GetSecret()) != secretID(dr.GetSecret()) {
-			return false
-		}
-	}
-	return true
+		return l.GetName() == d.GetName() && l.GetValue() == d.GetValue() && (lr == nil) == (dr == nil) &&
+			lr.GetVersion() == dr.GetVersion() && sameSecret(lr.GetSecret(), dr.GetSecret())
+	})
 }
 
-// secretID is the last segment of a secret name: Cloud Run may answer projects/NUMBER/secrets/S where
-// it was sent S.
-func secretID(name string) string {
-	return name[strings.LastIndexByte(name, '/')+1:]
-}
+// sameSecret compares secret names by their IDs: Cloud Run may answer projects/NUMBER/secrets/S where it
+// was sent S, and the action cannot tell a project's number from its ID.
+func sameSecret(live, desired string) bool { return path.Base(live) == path.Base(desired) }
 
 func sameResources(live, desired *runpb.ResourceRequirements) bool {
 	lm, lok := config.MemoryMi(live.GetLimits()["memory"])
@@ -141,43 +117,32 @@ func sameResources(live, desired *runpb.ResourceRequirements) bool {
 		live.GetCpuIdle() == desired.GetCpuIdle() && live.GetStartupCpuBoost() == desired.GetStartupCpuBoost()
 }
 
+// sameProbe compares the fields Desired sets, so that a default Cloud Run adds does not read as a change.
+func sameProbe(live, desired *runpb.Probe) bool {
+	lg, dg := live.GetHttpGet(), desired.GetHttpGet()
+	return live.GetTimeoutSeconds() == desired.GetTimeoutSeconds() && live.GetPeriodSeconds() == desired.GetPeriodSeconds() &&
+		live.GetFailureThreshold() == desired.GetFailureThreshold() && live.GetInitialDelaySeconds() == desired.GetInitialDelaySeconds() &&
+		(lg == nil) == (dg == nil) && lg.GetPath() == dg.GetPath() && lg.GetPort() == dg.GetPort()
+}
+
 func sameMounts(live, desired []*runpb.VolumeMount) bool {
-	if len(live) != len(desired) {
-		return false
-	}
-	for i := range live {
-		if live[i].GetName() != desired[i].GetName() || live[i].GetMountPath() != desired[i].GetMountPath() {
-			return false
-		}
-	}
-	return true
+	return slices.EqualFunc(live, desired, func(l, d *runpb.VolumeMount) bool {
+		return l.GetName() == d.GetName() && l.GetMountPath() == d.GetMountPath()
+	})
 }
 
 func sameVolumes(live, desired []*runpb.Volume) bool {
-	if len(live) != len(desired) {
-		return false
-	}
-	for i := range live {
-		l, d := live[i], desired[i]
+	return slices.EqualFunc(live, desired, func(l, d *runpb.Volume) bool {
 		if l.GetName() != d.GetName() {
 			return false
 		}
-		switch {
-		case d.GetCloudSqlInstance() != nil:
-			if !slices.Equal(l.GetCloudSqlInstance().GetInstances(), d.GetCloudSqlInstance().GetInstances()) {
-				return false
-			}
-		case d.GetSecret() != nil:
-			ls, ds := l.GetSecret(), d.GetSecret()
-			if ls == nil || secretID(ls.GetSecret()) != secretID(ds.GetSecret()) || len(ls.GetItems()) != len(ds.GetItems()) {
-				return false
-			}
-			for j := range ds.GetItems() {
-				if ls.GetItems()[j].GetPath() != ds.GetItems()[j].GetPath() || ls.GetItems()[j].GetVersion() != ds.GetItems()[j].GetVersion() {
-					return false
-				}
-			}
+		if d.GetCloudSqlInstance() != nil {
+			return slices.Equal(l.GetCloudSqlInstance().GetInstances(), d.GetCloudSqlInstance().GetInstances())
 		}
-	}
-	return true
+		ls, ds := l.GetSecret(), d.GetSecret()
+		return ls != nil && sameSecret(ls.GetSecret(), ds.GetSecret()) &&
+			slices.EqualFunc(ls.GetItems(), ds.GetItems(), func(li, di *runpb.VersionToPath) bool {
+				return li.GetPath() == di.GetPath() && li.GetVersion() == di.GetVersion()
+			})
+	})
 }

@@ -3,6 +3,7 @@ package cloudrun
 import (
 	"context"
 	"fmt"
+	"path"
 	"slices"
 
 	"cloud.google.com/go/iam/apiv1/iampb"
@@ -23,7 +24,9 @@ var publicMembers = []string{allUsers, "allAuthenticatedUsers"}
 // also loses any public binding it had, so that switching to auth: iam really closes it. It writes
 // the policy only when it changes, with the read policy's etag. It reports whether it wrote.
 func (d *Deployer) Invokers(ctx context.Context, name string, public bool) (bool, error) {
-	policy, err := d.Services.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{Resource: name})
+	// Version 3 keeps conditional bindings intact when the policy is written back.
+	policy, err := d.Services.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{Resource: name,
+		Options: &iampb.GetPolicyOptions{RequestedPolicyVersion: 3}})
 	if err != nil {
 		return false, explain(err, name, "read the IAM policy of")
 	}
@@ -36,14 +39,18 @@ func (d *Deployer) Invokers(ctx context.Context, name string, public bool) (bool
 			return false, fmt.Errorf("Cloud Run refused to let allUsers invoke %s: %s. An organization policy "+
 				"(constraints/iam.allowedPolicyMemberDomains, domain restricted sharing) likely forbids public services: "+
 				"ask an administrator for an exception for this project, or set allow_unauthenticated: false and grant "+
-				"roles/run.invoker to the people and service accounts that use MLflow", shortName(name), status.Convert(err).Message())
+				"roles/run.invoker to the people and service accounts that use MLflow", path.Base(name), status.Convert(err).Message())
+		}
+		if status.Code(err) == codes.PermissionDenied {
+			return false, fmt.Errorf("Cloud Run refused to change who may invoke %s (%s): the deploying identity needs "+
+				"run.services.setIamPolicy, which roles/run.admin has and roles/run.developer lacks", path.Base(name), status.Convert(err).Message())
 		}
 		return false, explain(err, name, "set the IAM policy of")
 	}
 	if public {
-		d.logf("granted %s to allUsers on %s", invokerRole, shortName(name))
+		d.logf("granted %s to allUsers on %s", invokerRole, path.Base(name))
 	} else {
-		d.logf("removed public %s bindings from %s", invokerRole, shortName(name))
+		d.logf("removed public %s bindings from %s", invokerRole, path.Base(name))
 	}
 	return true, nil
 }

@@ -147,6 +147,7 @@ var (
 	labelValRE      = regexp.MustCompile(`^[a-z0-9_-]{0,63}$`)
 	commitRE        = regexp.MustCompile(`^[0-9a-f]{7,64}$`)
 	projectNumberRE = regexp.MustCompile(`^[0-9]+$`)
+	plausibleRefRE  = regexp.MustCompile(`^[A-Za-z0-9_:/.-]{1,300}$`)
 )
 
 // reservedEnv are names the container may not set: Cloud Run's own, and the server's.
@@ -266,6 +267,10 @@ func Parse(getenv func(string) string) (*Config, error) {
 		if allowInput != "" {
 			c.AllowUnauthed = p.boolean("allow_unauthenticated", allowInput)
 		}
+		if !c.AllowUnauthed && allowInput != "" && strings.EqualFold(allowInput, "false") {
+			// Cloud Run IAM and basic auth would both need the Authorization header.
+			p.fail("allow_unauthenticated", allowInput, "with auth: basic the service must be public: Cloud Run IAM would claim the Authorization header that basic auth needs, and no MLflow client could get in; set auth: iam to let IAM guard the service instead")
+		}
 	case serverenv.AuthIAM:
 		for _, in := range []string{"username_secret", "password_secret"} {
 			if v := p.input(in); v != "" {
@@ -303,6 +308,8 @@ func Parse(getenv func(string) string) (*Config, error) {
 	c.CPU = p.inputOr("cpu", DefaultCPU)
 	if _, ok := CPUMillis(c.CPU); !ok {
 		p.fail("cpu", c.CPU, "use 1, 2, 4, 6 or 8")
+	} else if want := SizeProblem(c.CPU, c.Memory); want != "" {
+		p.fail("cpu", c.CPU, want)
 	}
 	c.MinInstances = p.integer("min_instances", DefaultMinInstances, 0, 1000)
 	c.MaxInstances = p.integer("max_instances", DefaultMaxInstances, 1, 1000)
@@ -401,11 +408,23 @@ func (p *parser) secretRef(input, project string) (SecretRef, bool) {
 	}
 	ref, want := ParseSecretRef(v, project)
 	if want != "" {
-		p.fail(input, v, want)
+		p.fail(input, shown(v), want)
 		return SecretRef{}, false
 	}
 	ref.Input = input
 	return ref, true
+}
+
+// notShown stands in an error for a value that may be a secret itself.
+const notShown = "(value not shown: it looks like a secret value, not a secret's name)"
+
+// shown is v when it could be a secret reference, else notShown: a database URL or key pasted where a
+// secret's name belongs must not be echoed into the workflow's annotations.
+func shown(v string) string {
+	if plausibleRefRE.MatchString(v) {
+		return v
+	}
+	return notShown
 }
 
 // ParseSecretRef parses NAME, NAME:VERSION or projects/P/secrets/S[/versions/V]; on failure it returns
@@ -445,12 +464,12 @@ func (p *parser) secretMounts(project string) []SecretMount {
 		target, refText, ok := strings.Cut(item, "=")
 		target, refText = strings.TrimSpace(target), strings.TrimSpace(refText)
 		if !ok || target == "" || refText == "" {
-			p.fail("secrets", item, "use ENV=secret[:version] or /mount/path=secret[:version]")
+			p.fail("secrets", shown(item), "use ENV=secret[:version] or /mount/path=secret[:version]")
 			continue
 		}
 		ref, want := ParseSecretRef(refText, project)
 		if want != "" {
-			p.fail("secrets", item, want)
+			p.fail("secrets", target+"="+shown(refText), want)
 			continue
 		}
 		ref.Input = "secrets"
@@ -489,7 +508,8 @@ func (p *parser) envVars() []EnvVar {
 		k, v, ok := strings.Cut(item, "=")
 		k = strings.TrimSpace(k)
 		if !ok || !envNameRE.MatchString(k) {
-			p.fail("env_vars", item, "use KEY=VALUE, where KEY is letters, digits and underscores")
+			// Only the name is echoed: the value may be sensitive.
+			p.fail("env_vars", shown(k), "use KEY=VALUE, where KEY is letters, digits and underscores")
 			continue
 		}
 		out = append(out, EnvVar{Name: k, Value: v})
@@ -562,6 +582,27 @@ func checkGCSURI(v string) string {
 	bucket, _, _ := strings.Cut(rest, "/")
 	if !bucketRE.MatchString(bucket) {
 		return want + " (bucket names are 3 to 222 lowercase letters, digits, dots, hyphens and underscores)"
+	}
+	return ""
+}
+
+// SizeProblem says what Cloud Run would refuse in a cpu and memory pair (more memory needs more CPUs,
+// and more CPUs need a minimum of memory), or "" when the pair is valid or either one is malformed.
+func SizeProblem(cpu, memory string) string {
+	m, okCPU := CPUMillis(cpu)
+	mi, okMem := MemoryMi(memory)
+	if !okCPU || !okMem {
+		return ""
+	}
+	for _, r := range []struct{ aboveMi, minCPU int }{{24 << 10, 8000}, {16 << 10, 6000}, {8 << 10, 4000}, {4 << 10, 2000}} {
+		if mi > r.aboveMi && m < r.minCPU {
+			return fmt.Sprintf("memory %s needs cpu %d or more on Cloud Run; raise cpu or lower memory", memory, r.minCPU/1000)
+		}
+	}
+	for _, r := range []struct{ cpu, minMi int }{{8000, 4 << 10}, {6000, 4 << 10}, {4000, 2 << 10}} {
+		if m >= r.cpu && mi < r.minMi {
+			return fmt.Sprintf("cpu %s needs memory %dGi or more on Cloud Run; raise memory or lower cpu", cpu, r.minMi>>10)
+		}
 	}
 	return ""
 }

@@ -183,6 +183,9 @@ func TestParseErrors(t *testing.T) {
 		{"memory unit", map[string]string{"INPUT_MEMORY": "2GB"}, "memory", "512Mi to 32Gi"},
 		{"memory small", map[string]string{"INPUT_MEMORY": "256Mi"}, "memory", "512Mi"},
 		{"cpu", map[string]string{"INPUT_CPU": "3"}, "cpu", "1, 2, 4"},
+		{"memory needs cpu", map[string]string{"INPUT_MEMORY": "16Gi"}, "cpu", "memory 16Gi needs cpu 4 or more"},
+		{"cpu needs memory", map[string]string{"INPUT_CPU": "8", "INPUT_MEMORY": "2Gi"}, "cpu", "needs memory 4Gi"},
+		{"basic private", map[string]string{"INPUT_ALLOW_UNAUTHENTICATED": "false"}, "allow_unauthenticated", "auth: iam"},
 		{"min > max", map[string]string{"INPUT_MIN_INSTANCES": "5"}, "min_instances", "max_instances"},
 		{"max zero", map[string]string{"INPUT_MAX_INSTANCES": "0"}, "max_instances", "from 1"},
 		{"concurrency", map[string]string{"INPUT_CONCURRENCY": "many"}, "concurrency", "whole number"},
@@ -217,6 +220,46 @@ func TestParseErrors(t *testing.T) {
 				t.Errorf("no error names input %s; got: %v", tc.input, err)
 			}
 		})
+	}
+}
+
+// TestParseDoesNotEchoSecrets checks that a value pasted where a secret's name belongs is not repeated
+// in the error, which becomes a workflow annotation anyone with read access sees.
+func TestParseDoesNotEchoSecrets(t *testing.T) {
+	t.Parallel()
+	const password = "hunter2-Very-Secret"
+	for input, value := range map[string]string{
+		"INPUT_BACKEND_STORE_SECRET": "postgresql+psycopg2://mlflow:" + password + "@/mlflow?host=/cloudsql/p:r:i",
+		"INPUT_PASSWORD_SECRET":      password + " !",
+		"INPUT_SECRETS":              "API_KEY=" + password + " with spaces",
+		"INPUT_ENV_VARS":             "bad key=" + password,
+	} {
+		env := validEnv()
+		env[input] = value
+		_, err := parse(env)
+		if err == nil {
+			t.Errorf("%s=%q was accepted", input, value)
+			continue
+		}
+		if strings.Contains(err.Error(), password) {
+			t.Errorf("%s: the error shows the value: %v", input, err)
+		}
+	}
+}
+
+func TestSizeProblem(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		cpu, memory string
+		ok          bool
+	}{
+		{"1", "512Mi", true}, {"1", "4Gi", true}, {"1", "4097Mi", false}, {"2", "8Gi", true}, {"2", "9Gi", false},
+		{"4", "16Gi", true}, {"4", "17Gi", false}, {"6", "24Gi", true}, {"6", "25Gi", false}, {"8", "32Gi", true},
+		{"4", "1Gi", false}, {"4", "2Gi", true}, {"6", "2Gi", false}, {"8", "4Gi", true},
+	} {
+		if got := SizeProblem(tc.cpu, tc.memory); (got == "") != tc.ok {
+			t.Errorf("SizeProblem(%s, %s) = %q, want ok=%v", tc.cpu, tc.memory, got, tc.ok)
+		}
 	}
 }
 

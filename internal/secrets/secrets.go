@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 
 	secretmanager "cloud.google.com/go/secretmanager/apiv1"
 	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
@@ -58,10 +59,10 @@ func check(ctx context.Context, client *secretmanager.Client, ref config.SecretR
 	case secretmanagerpb.SecretVersion_ENABLED:
 		return nil
 	case secretmanagerpb.SecretVersion_DISABLED:
-		return &MissingError{Ref: ref, Reason: fmt.Sprintf("version %s is disabled", lastSegment(v.GetName())),
-			Fix: fmt.Sprintf("enable it with: gcloud secrets versions enable %s --secret=%s --project=%s", lastSegment(v.GetName()), ref.Secret, ref.Project)}
+		return &MissingError{Ref: ref, Reason: fmt.Sprintf("version %s is disabled", path.Base(v.GetName())),
+			Fix: fmt.Sprintf("enable it with: gcloud secrets versions enable %s --secret=%s --project=%s", path.Base(v.GetName()), ref.Secret, ref.Project)}
 	default:
-		return &MissingError{Ref: ref, Reason: fmt.Sprintf("version %s is %s", lastSegment(v.GetName()), v.GetState()),
+		return &MissingError{Ref: ref, Reason: fmt.Sprintf("version %s is %s", path.Base(v.GetName()), v.GetState()),
 			Fix: addVersion(ref)}
 	}
 }
@@ -82,13 +83,4 @@ func notFound(ctx context.Context, client *secretmanager.Client, ref config.Secr
 
 func addVersion(ref config.SecretRef) string {
 	return fmt.Sprintf("add a version with: printf '%%s' \"$VALUE\" | gcloud secrets versions add %s --data-file=- --project=%s", ref.Secret, ref.Project)
-}
-
-func lastSegment(name string) string {
-	for i := len(name) - 1; i >= 0; i-- {
-		if name[i] == '/' {
-			return name[i+1:]
-		}
-	}
-	return name
 }
