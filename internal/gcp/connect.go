@@ -4,12 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"strings"
 
 	"golang.org/x/oauth2"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/deploy-mlflow/deploy-mlflow/internal/loopback"
 )
 
 // Endpoint variables point a Google API at another address (host:port), such as a local emulator.
@@ -19,17 +20,17 @@ const (
 )
 
 // ClientOptions are the options for a Google API client: the default endpoint over TLS, or endpoint.
-// A loopback endpoint is reached over plaintext gRPC (an emulator on this machine); the bearer token is
-// still sent, so the emulator can check it. Any other endpoint keeps TLS.
+// An endpoint on a loopback address is reached over plaintext gRPC (an emulator on this machine); the
+// bearer token is still sent, so the emulator can check it. Any other endpoint keeps TLS.
 func ClientOptions(endpoint string, ts oauth2.TokenSource) ([]option.ClientOption, error) {
 	if endpoint == "" {
 		return []option.ClientOption{option.WithTokenSource(ts)}, nil
 	}
-	host, _, err := net.SplitHostPort(endpoint)
+	plain, err := plaintext(endpoint)
 	if err != nil {
-		return nil, fmt.Errorf("endpoint %q is not host:port: %w", endpoint, err)
+		return nil, err
 	}
-	if !IsLoopback(host) {
+	if !plain {
 		return []option.ClientOption{option.WithEndpoint(endpoint), option.WithTokenSource(ts)}, nil
 	}
 	conn, err := grpc.NewClient(endpoint,
@@ -41,13 +42,12 @@ func ClientOptions(endpoint string, ts oauth2.TokenSource) ([]option.ClientOptio
 	return []option.ClientOption{option.WithGRPCConn(conn)}, nil
 }
 
-// IsLoopback tells whether host names this machine: localhost or a loopback address.
-func IsLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
+// plaintext tells whether endpoint (host:port) is reached without TLS: only a loopback address is.
+func plaintext(endpoint string) (bool, error) {
+	if _, _, err := net.SplitHostPort(endpoint); err != nil {
+		return false, fmt.Errorf("endpoint %q is not host:port: %w", endpoint, err)
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return loopback.HostPort(endpoint), nil
 }
 
 // bearer sends an OAuth token with every call, also over plaintext (only used on loopback).

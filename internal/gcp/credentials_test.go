@@ -100,13 +100,3 @@ func TestCredentialsErrors(t *testing.T) {
 		}
 	}
 }
-
-func TestIsLoopback(t *testing.T) {
-	t.Parallel()
-	for host, want := range map[string]bool{"127.0.0.1": true, "::1": true, "localhost": true, "127.5.0.2": true,
-		"10.0.0.1": false, "run.googleapis.com": false, "192.168.1.2": false} {
-		if IsLoopback(host) != want {
-			t.Errorf("IsLoopback(%q) = %v", host, !want)
-		}
-	}
-}

@@ -2,13 +2,11 @@ package image
 
 import (
 	"fmt"
-	"net"
 	"net/http"
-	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 
-	"github.com/deploy-mlflow/deploy-mlflow/internal/gcp"
+	"github.com/deploy-mlflow/deploy-mlflow/internal/loopback"
 )
 
 // Reference parses an image reference. Registries on loopback addresses are reached over plain HTTP, as a
@@ -19,7 +17,7 @@ func Reference(s string) (name.Reference, error) {
 	if err != nil {
 		return nil, err
 	}
-	if isLoopback(ref.Context().RegistryStr()) {
+	if loopback.HostPort(ref.Context().RegistryStr()) {
 		return name.ParseReference(s, name.Insecure)
 	}
 	return ref, nil
@@ -27,20 +25,13 @@ func Reference(s string) (name.Reference, error) {
 
 // secureTag gives tag the scheme Reference would have given it, whichever way the caller made it.
 func secureTag(tag name.Tag) (name.Tag, error) {
-	if !isLoopback(tag.RegistryStr()) {
+	if !loopback.HostPort(tag.RegistryStr()) {
 		return tag, nil
 	}
 	return name.NewTag(tag.Name(), name.Insecure)
 }
 
 // isLoopback reports whether a registry host (with or without port) is localhost or a loopback IP.
-func isLoopback(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	return gcp.IsLoopback(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
-}
 
 // httpsOnly refuses plain HTTP to any host but loopback ones. go-containerregistry falls back to HTTP for
 // private (RFC 1918) addresses; a token sent that way could be read on the network.
@@ -49,11 +40,11 @@ type httpsOnly struct {
 }
 
 func (t httpsOnly) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL.Scheme != "https" && !isLoopback(req.URL.Host) {
+	if req.URL.Scheme != "https" && !loopback.HostPort(req.URL.Host) {
 		if req.Body != nil {
 			req.Body.Close()
 		}
-		return nil, fmt.Errorf("refusing plain %s to %s: only loopback registries are reached without TLS", req.URL.Scheme, req.URL.Host)
+		return nil, fmt.Errorf("refusing plain %s to %s: only loopback registries (127.0.0.0/8, ::1) are reached without TLS", req.URL.Scheme, req.URL.Host)
 	}
 	return t.inner.RoundTrip(req)
 }

@@ -14,8 +14,7 @@ func TestReference(t *testing.T) {
 	}{
 		{"127.0.0.1:5000/acme/mlflow:abc", "http"},
 		{"127.0.0.2:5000/acme/mlflow:abc", "http"}, // all of 127.0.0.0/8
-		{"localhost:5000/acme/mlflow:abc", "http"},
-		{"localhost/acme/mlflow:abc", "http"},
+		{"localhost/acme/mlflow:abc", "https"}, // a name, not an address: it could point anywhere
 		{"[::1]:5000/acme/mlflow:abc", "http"},
 		{"us-central1-docker.pkg.dev/acme/models/mlflow:abc", "https"},
 		{"ghcr.io/mlflow/mlflow:v3.17.2-full", "https"},
@@ -46,7 +45,7 @@ func TestHTTPSOnly(t *testing.T) {
 		"http://192.168.1.2/v2/":        false,
 		"http://127.0.0.1:5000/v2/":     true,
 		"http://127.9.9.9:5000/v2/":     true,
-		"http://localhost:5000/v2/":     true,
+		"http://localhost:5000/v2/":     false,
 		"http://[::1]:5000/v2/":         true,
 		"http://localhost.evil.com/v2/": false,
 		"http://127.0.0.1.nip.io/v2/":   false,
