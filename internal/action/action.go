@@ -7,11 +7,13 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	run "cloud.google.com/go/run/apiv2"
 	secretmanager "cloud.google.com/go/secretmanager/apiv1"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/sethvargo/go-githubactions"
 	"golang.org/x/oauth2"
 
@@ -60,14 +62,15 @@ func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outpu
 	gh.Group("Credentials")
 	ts, err := gcp.Credentials(ctx, getenv)
 	if err == nil {
+		ts = &maskedTokens{ts: ts, gh: gh}
+		_, err = ts.Token()
+	}
+	if err == nil {
 		gh.Infof("authenticated with %s", getenv(gcp.CredentialsEnv))
 	}
 	gh.EndGroup()
 	if err != nil {
 		return nil, err
-	}
-	if tok, err := ts.Token(); err == nil {
-		gh.AddMask(tok.AccessToken)
 	}
 
 	gh.Group("Secrets")
@@ -113,6 +116,41 @@ func serverBinary(getenv func(string) string) (string, error) {
 	return path, nil
 }
 
+// maskedTokens masks every access token it hands out, refreshed ones too, before anything can print it.
+type maskedTokens struct {
+	ts   oauth2.TokenSource
+	gh   *githubactions.Action
+	mu   sync.Mutex
+	last string
+}
+
+func (m *maskedTokens) Token() (*oauth2.Token, error) {
+	tok, err := m.ts.Token()
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if tok.AccessToken != m.last {
+		m.gh.AddMask(tok.AccessToken)
+		m.last = tok.AccessToken
+	}
+	return tok, nil
+}
+
+// progress reports a long push at most once per interval, so a first push of the MLflow layers is not
+// silent for minutes.
+func progress(gh *githubactions.Action, interval time.Duration) func(v1.Update) {
+	var last time.Time
+	return func(u v1.Update) {
+		if u.Error != nil || u.Total == 0 || time.Since(last) < interval {
+			return
+		}
+		last = time.Now()
+		gh.Infof("pushing: %s of %s", image.FormatBytes(u.Complete), image.FormatBytes(u.Total))
+	}
+}
+
 func checkSecrets(ctx context.Context, getenv func(string) string, ts oauth2.TokenSource, cfg *config.Config, gh *githubactions.Action) error {
 	opts, err := gcp.ClientOptions(getenv(gcp.SecretManagerEndpointEnv), ts)
 	if err != nil {
@@ -147,7 +185,7 @@ func buildAndPush(ctx context.Context, cfg *config.Config, binary string, tag na
 		return name.Digest{}, fmt.Errorf("building the image: %w", err)
 	}
 	start := time.Now()
-	digest, stats, err := image.Push(ctx, img, tag, auth)
+	digest, stats, err := image.Push(ctx, img, tag, auth, image.WithProgress(progress(gh, 10*time.Second)))
 	if err != nil {
 		return name.Digest{}, err
 	}
@@ -232,7 +270,7 @@ func Annotate(gh *githubactions.Action, err error) {
 	}
 	var ie *config.InputError
 	if errors.As(err, &ie) {
-		gh.WithFieldsMap(map[string]string{"title": "deploy-mlflow: input " + ie.Input}).Errorf("%s", err)
+		gh.WithFieldsMap(map[string]string{"title": "deploy-mlflow input " + ie.Input}).Errorf("%s", err)
 		return
 	}
 	gh.WithFieldsMap(map[string]string{"title": "deploy-mlflow"}).Errorf("%s", err)

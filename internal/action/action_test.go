@@ -220,12 +220,12 @@ func TestRunMissingSecretStopsBeforePush(t *testing.T) {
 func TestRunBadInputMakesNoCall(t *testing.T) {
 	t.Parallel()
 	c := newCloud(t)
-	c.env["INPUT_REGION"] = "moon-base1 "
+	c.env["INPUT_REGION"] = "moon_base"
 	c.env["INPUT_MEMORY"] = "lots"
 	before := c.tokens.Stats()
 	_, err := c.action(context.Background())
 	var ie *config.InputError
-	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "input memory") {
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "input memory") || !strings.Contains(err.Error(), "input region") {
 		t.Fatalf("want input errors for region and memory, got %v", err)
 	}
 	if c.tokens.Stats() != before || c.registry.Counts().Requests != 0 || len(c.run.CallCounts()) != 0 || len(c.secrets.CallCounts()) != 0 {

@@ -70,10 +70,10 @@ type PushStats struct {
 
 func (s PushStats) String() string {
 	if s.Unchanged {
-		return fmt.Sprintf("image unchanged: the registry already had it (%d %s, %s)", s.Present, plural(s.Present, "blob"), formatBytes(s.PresentBytes))
+		return fmt.Sprintf("image unchanged: the registry already had it (%d %s, %s)", s.Present, plural(s.Present, "blob"), FormatBytes(s.PresentBytes))
 	}
 	return fmt.Sprintf("pushed %d %s (%s), %d already present (%s)",
-		s.Uploaded, plural(s.Uploaded, "blob"), formatBytes(s.UploadedBytes), s.Present, formatBytes(s.PresentBytes))
+		s.Uploaded, plural(s.Uploaded, "blob"), FormatBytes(s.UploadedBytes), s.Present, FormatBytes(s.PresentBytes))
 }
 
 func plural(n int, word string) string {
@@ -83,8 +83,8 @@ func plural(n int, word string) string {
 	return word + "s"
 }
 
-// formatBytes formats a byte count in decimal units, as registries and the Cloud console show sizes.
-func formatBytes(n int64) string {
+// FormatBytes formats a byte count in decimal units, as registries and the Cloud console show sizes.
+func FormatBytes(n int64) string {
 	const unit = 1000
 	if n < unit {
 		return fmt.Sprintf("%d B", n)

@@ -309,8 +309,8 @@ func TestPushStatsString(t *testing.T) {
 			t.Errorf("%+v: %q, want %q", tc.s, got, tc.want)
 		}
 	}
-	if !slices.Equal([]string{formatBytes(0), formatBytes(1500), formatBytes(2_500_000_000_000)}, []string{"0 B", "1.5 kB", "2.5 TB"}) {
-		t.Error(formatBytes(1500))
+	if !slices.Equal([]string{FormatBytes(0), FormatBytes(1500), FormatBytes(2_500_000_000_000)}, []string{"0 B", "1.5 kB", "2.5 TB"}) {
+		t.Error(FormatBytes(1500))
 	}
 }
 
