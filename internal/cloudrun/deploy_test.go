@@ -28,11 +28,7 @@ func newWorld(t *testing.T, opts ...gcptest.Option) *world {
 	ctx := context.Background()
 	tokens := gcptest.StartTokenServer(t)
 	r := gcptest.StartRun(t, tokens, opts...)
-	key, err := tokens.ServiceAccountKey(t.TempDir(), project, "deployer@"+project+".iam.gserviceaccount.com")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts, err := gcp.Credentials(ctx, func(k string) string { return map[string]string{gcp.CredentialsEnv: key}[k] })
+	ts, err := tokens.TokenSource(ctx, project, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package gcptest
 
 import (
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -22,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/google"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 )
@@ -184,6 +187,20 @@ func (s *TokenServer) StreamInterceptor() grpc.StreamServerInterceptor { return 
 
 // Middleware refuses HTTP requests without a bearer token this server issued (see RequireBearer).
 func (s *TokenServer) Middleware(next http.Handler) http.Handler { return RequireBearer(s, next) }
+
+// TokenSource is a token source for a new service-account key of email (default the deployer), as a
+// client gets from that key: each token is obtained with a signed JWT from this server.
+func (s *TokenServer) TokenSource(ctx context.Context, projectID, email string) (oauth2.TokenSource, error) {
+	key, err := s.ServiceAccountKeyJSON(projectID, email)
+	if err != nil {
+		return nil, err
+	}
+	creds, err := google.CredentialsFromJSONWithType(ctx, key, google.ServiceAccount, CloudPlatformScope)
+	if err != nil {
+		return nil, err
+	}
+	return creds.TokenSource, nil
+}
 
 // ServiceAccountKeyJSON creates a key for the service account email of project and returns its JSON key
 // file, whose token_uri is this server. The server verifies the JWTs signed with it. An empty email means

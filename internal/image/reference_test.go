@@ -14,7 +14,7 @@ func TestReference(t *testing.T) {
 	}{
 		{"127.0.0.1:5000/acme/mlflow:abc", "http"},
 		{"127.0.0.2:5000/acme/mlflow:abc", "http"}, // all of 127.0.0.0/8
-		{"localhost/acme/mlflow:abc", "https"}, // a name, not an address: it could point anywhere
+		{"localhost/acme/mlflow:abc", "https"},     // a name, not an address: it could point anywhere
 		{"[::1]:5000/acme/mlflow:abc", "http"},
 		{"us-central1-docker.pkg.dev/acme/models/mlflow:abc", "https"},
 		{"ghcr.io/mlflow/mlflow:v3.17.2-full", "https"},

@@ -25,8 +25,6 @@ import (
 	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/google"
 
 	"github.com/deploy-mlflow/deploy-mlflow/internal/action"
 	"github.com/deploy-mlflow/deploy-mlflow/internal/config"
@@ -114,7 +112,7 @@ func (c *Cloud) start(ctx context.Context, logs io.Writer) (err error) {
 	c.Google.Registry.CreateRepository(Project, Repository)
 
 	// Cloud Run's service agent pulls the image from Artifact Registry with a token of its own.
-	agent, err := c.tokenSource(ctx, "service-"+gcptest.DefaultProjectNumber+"@serverless-robot-prod.iam.gserviceaccount.com")
+	agent, err := c.Google.Tokens.TokenSource(ctx, Project, "service-"+gcptest.DefaultProjectNumber+"@serverless-robot-prod.iam.gserviceaccount.com")
 	if err != nil {
 		return err
 	}
@@ -279,18 +277,6 @@ func (c *Cloud) pushBase(ctx context.Context) error {
 		return err
 	}
 	return remote.Write(ref, img, remote.WithContext(ctx))
-}
-
-func (c *Cloud) tokenSource(ctx context.Context, email string) (oauth2.TokenSource, error) {
-	key, err := c.Google.Tokens.ServiceAccountKeyJSON(Project, email)
-	if err != nil {
-		return nil, err
-	}
-	creds, err := google.CredentialsFromJSONWithType(ctx, key, google.ServiceAccount, gcp.Scope)
-	if err != nil {
-		return nil, err
-	}
-	return creds.TokenSource, nil
 }
 
 // build compiles the action and the server program, static, as the action's Dockerfile does.

@@ -25,11 +25,7 @@ func TestCheck(t *testing.T) {
 	sm.AddSecret(project, "mlflow_pass", []byte("one"))
 	second := sm.AddSecret(project, "mlflow_pass", []byte("two"))
 
-	key, err := tokens.ServiceAccountKey(t.TempDir(), project, "deployer@"+project+".iam.gserviceaccount.com")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts, err := gcp.Credentials(ctx, func(k string) string { return map[string]string{gcp.CredentialsEnv: key}[k] })
+	ts, err := tokens.TokenSource(ctx, project, "")
 	if err != nil {
 		t.Fatal(err)
 	}
