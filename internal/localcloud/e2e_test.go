@@ -155,8 +155,8 @@ func TestEndToEnd(t *testing.T) {
 	checkRun(t, c, url, runID)
 }
 
-// checkRun reads the run back through the server with the demo's credentials.
-func checkRun(t *testing.T, c *Cloud, url, runID string) {
+// getRun reads a run through the server with the demo's credentials.
+func getRun(t *testing.T, c *Cloud, url, runID string) (int, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, url+"/api/2.0/mlflow/runs/get?run_id="+runID, nil)
 	req.SetBasicAuth(Username, c.Password)
@@ -166,21 +166,22 @@ func checkRun(t *testing.T, c *Cloud, url, runID string) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || !strings.Contains(string(body), `"fit_intercept"`) || !strings.Contains(string(body), `"mse"`) {
-		t.Errorf("run %s: %s %s", runID, resp.Status, body)
+	return resp.StatusCode, body
+}
+
+// checkRun checks the run is there with the parameter and metric the client logged.
+func checkRun(t *testing.T, c *Cloud, url, runID string) {
+	t.Helper()
+	code, body := getRun(t, c, url, runID)
+	if code != http.StatusOK || !strings.Contains(string(body), `"fit_intercept"`) || !strings.Contains(string(body), `"mse"`) {
+		t.Errorf("run %s: %d %s", runID, code, body)
 	}
 }
 
 // runArtifactPath is where the run's artifacts live under the artifacts destination: EXPERIMENT/RUN/artifacts.
 func runArtifactPath(t *testing.T, c *Cloud, url, runID string) string {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, url+"/api/2.0/mlflow/runs/get?run_id="+runID, nil)
-	req.SetBasicAuth(Username, c.Password)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	_, body := getRun(t, c, url, runID)
 	var r struct {
 		Run struct {
 			Info struct {
@@ -188,10 +189,9 @@ func runArtifactPath(t *testing.T, c *Cloud, url, runID string) string {
 			} `json:"info"`
 		} `json:"run"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+	if err := json.Unmarshal(body, &r); err != nil {
 		t.Fatal(err)
 	}
-	// mlflow-artifacts:/EXPERIMENT/RUN/artifacts
 	return strings.TrimPrefix(r.Run.Info.ArtifactURI, "mlflow-artifacts:/")
 }
 
