@@ -18,40 +18,56 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// baseCreated is the synthetic base image's creation time.
-var baseCreated = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+// BaseCreated is the creation time of the stand-in base images.
+var BaseCreated = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// BaseConfig is the config of the stand-in base images, shaped like the official MLflow image's: Env
+// with PATH, Cmd ["python3"] inherited from python:slim, labels.
+var BaseConfig = v1.Config{
+	Env:        []string{"PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "PYTHON_VERSION=3.11.14"},
+	Cmd:        []string{"python3"},
+	WorkingDir: "/",
+	Labels: map[string]string{
+		"org.opencontainers.image.title":  "mlflow",
+		"org.opencontainers.image.source": "https://github.com/mlflow/mlflow",
+	},
+}
 
 // BaseImage stands in for the official MLflow image (ghcr.io/mlflow/mlflow:vX.Y.Z-full), which cannot be
-// pulled here: a linux/amd64 Docker image whose config has the official one's shape (Env with PATH,
-// Cmd ["python3"] inherited from python:slim, a label) and whose layers hold layerSizes bytes of random
-// data each, derived from seed, so that two bases differ and one base is the same every time.
+// pulled here: a linux/amd64 Docker image (see NewBaseImage).
 func BaseImage(seed uint64, layerSizes ...int) (v1.Image, error) {
+	return NewBaseImage(types.DockerManifestSchema2, "amd64", seed, layerSizes...)
+}
+
+// NewBaseImage is a linux image for arch with the manifest type mt (Docker or OCI, with the matching
+// config and layer types), BaseConfig, and one layer per size in layerSizes holding that many bytes of
+// random data derived from seed: two seeds give two bases, and one seed the same base every time.
+func NewBaseImage(mt types.MediaType, arch string, seed uint64, layerSizes ...int) (v1.Image, error) {
+	layerType, configType := types.OCILayer, types.OCIConfigJSON
+	if mt == types.DockerManifestSchema2 {
+		layerType, configType = types.DockerLayer, types.DockerConfigJSON
+	}
 	img, err := mutate.ConfigFile(empty.Image, &v1.ConfigFile{
-		Architecture: "amd64",
+		Architecture: arch,
 		OS:           "linux",
-		Created:      v1.Time{Time: baseCreated},
-		Config: v1.Config{
-			Env:        []string{"PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "PYTHON_VERSION=3.11"},
-			Cmd:        []string{"python3"},
-			WorkingDir: "/",
-			Labels:     map[string]string{"org.opencontainers.image.description": "stand-in for the MLflow image"},
-		},
-		RootFS: v1.RootFS{Type: "layers"},
+		Created:      v1.Time{Time: BaseCreated},
+		Config:       *BaseConfig.DeepCopy(),
+		RootFS:       v1.RootFS{Type: "layers"},
 	})
 	if err != nil {
 		return nil, err
 	}
-	img = mutate.ConfigMediaType(mutate.MediaType(img, types.DockerManifestSchema2), types.DockerConfigJSON)
+	img = mutate.ConfigMediaType(mutate.MediaType(img, mt), configType)
 	rng := rand.New(rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), byte(seed >> 16), byte(seed >> 24)}))
 	for i, size := range layerSizes {
-		l, err := randomLayer(rng, fmt.Sprintf("usr/local/lib/python3.11/site-packages/part%d.bin", i), size)
+		l, err := randomLayer(rng, fmt.Sprintf("usr/local/lib/python3.11/site-packages/part%d.bin", i), size, layerType)
 		if err != nil {
 			return nil, err
 		}
 		img, err = mutate.Append(img, mutate.Addendum{
 			Layer:     l,
-			MediaType: types.DockerLayer,
-			History:   v1.History{Created: v1.Time{Time: baseCreated}, CreatedBy: fmt.Sprintf("RUN step %d", i)},
+			MediaType: layerType,
+			History:   v1.History{Created: v1.Time{Time: BaseCreated}, CreatedBy: fmt.Sprintf("RUN step %d", i)},
 		})
 		if err != nil {
 			return nil, err
@@ -61,7 +77,7 @@ func BaseImage(seed uint64, layerSizes ...int) (v1.Image, error) {
 }
 
 // randomLayer is a gzip layer holding one file of size random bytes (stored: random bytes do not shrink).
-func randomLayer(rng *rand.Rand, file string, size int) (v1.Layer, error) {
+func randomLayer(rng *rand.Rand, file string, size int, mt types.MediaType) (v1.Layer, error) {
 	content := make([]byte, size)
 	for i := 0; i+8 <= size; i += 8 {
 		binary.LittleEndian.PutUint64(content[i:], rng.Uint64())
@@ -73,8 +89,8 @@ func randomLayer(rng *rand.Rand, file string, size int) (v1.Layer, error) {
 	}
 	tw := tar.NewWriter(zw)
 	headers := []*tar.Header{
-		{Typeflag: tar.TypeDir, Name: path.Dir(file) + "/", Mode: 0o755, ModTime: baseCreated},
-		{Typeflag: tar.TypeReg, Name: file, Mode: 0o644, Size: int64(size), ModTime: baseCreated},
+		{Typeflag: tar.TypeDir, Name: path.Dir(file) + "/", Mode: 0o755, ModTime: BaseCreated},
+		{Typeflag: tar.TypeReg, Name: file, Mode: 0o644, Size: int64(size), ModTime: BaseCreated},
 	}
 	for _, h := range headers {
 		if err := tw.WriteHeader(h); err != nil {
@@ -92,5 +108,5 @@ func randomLayer(rng *rand.Rand, file string, size int) (v1.Layer, error) {
 	}
 	b := buf.Bytes()
 	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil },
-		tarball.WithMediaType(types.DockerLayer))
+		tarball.WithMediaType(mt))
 }

@@ -1,9 +1,7 @@
 package image
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -21,13 +19,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
+
+	"github.com/deploy-mlflow/deploy-mlflow/internal/gcptest"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -160,92 +158,21 @@ func writeRegistryError(w http.ResponseWriter, status int, code, message string)
 	fmt.Fprintf(w, `{"errors":[{"code":%q,"message":%q}]}`, code, message)
 }
 
-// baseCreated is the synthetic base's creation time.
-var baseCreated = time.Date(2026, 10, 1, 12, 0, 0, 0, time.UTC)
-
-var baseConfig = v1.Config{
-	Env: []string{
-		"PATH=/usr/local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"LANG=C.UTF-8",
-		"PYTHON_VERSION=3.11.14",
-	},
-	Labels: map[string]string{
-		"org.opencontainers.image.title":  "mlflow",
-		"org.opencontainers.image.source": "https://github.com/mlflow/mlflow",
-	},
-	Cmd:        []string{"python3"},
-	WorkingDir: "/",
-}
+// baseCreated and baseConfig are the synthetic base's creation time and config.
+var (
+	baseCreated = gcptest.BaseCreated
+	baseConfig  = gcptest.BaseConfig
+)
 
 // syntheticBase is an image like the official MLflow one: a Docker or OCI manifest, random layers of the
 // given sizes, and a config with Env, Labels and Cmd ["python3"]. seed makes its layers differ.
 func syntheticBase(tb testing.TB, mt types.MediaType, arch string, seed uint64, layerSizes ...int) v1.Image {
 	tb.Helper()
-	layerType, configType := types.OCILayer, types.OCIConfigJSON
-	if mt == types.DockerManifestSchema2 {
-		layerType, configType = types.DockerLayer, types.DockerConfigJSON
-	}
-	img, err := mutate.ConfigFile(empty.Image, &v1.ConfigFile{
-		Architecture: arch,
-		OS:           "linux",
-		Created:      v1.Time{Time: baseCreated},
-		Config:       *baseConfig.DeepCopy(),
-		RootFS:       v1.RootFS{Type: "layers"},
-	})
+	img, err := gcptest.NewBaseImage(mt, arch, seed, layerSizes...)
 	if err != nil {
 		tb.Fatal(err)
-	}
-	img = mutate.ConfigMediaType(mutate.MediaType(img, mt), configType)
-	rng := rand.New(rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8)}))
-	for i, size := range layerSizes {
-		l := randomLayer(tb, rng, fmt.Sprintf("usr/local/lib/python3.11/site-packages/part%d.bin", i), size, layerType)
-		img, err = mutate.Append(img, mutate.Addendum{
-			Layer:     l,
-			MediaType: layerType,
-			History:   v1.History{Created: v1.Time{Time: baseCreated}, CreatedBy: fmt.Sprintf("RUN step %d", i)},
-		})
-		if err != nil {
-			tb.Fatal(err)
-		}
 	}
 	return img
-}
-
-// randomLayer is a gzip layer (stored, not compressed: random bytes do not shrink) with one file of size
-// random bytes under a directory entry.
-func randomLayer(tb testing.TB, rng *rand.Rand, path string, size int, mt types.MediaType) v1.Layer {
-	tb.Helper()
-	content := make([]byte, size)
-	for i := 0; i+8 <= size; i += 8 {
-		binary.LittleEndian.PutUint64(content[i:], rng.Uint64())
-	}
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.NoCompression)
-	tw := tar.NewWriter(zw)
-	dir := filepath.Dir(path) + "/"
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir, Mode: 0o755, ModTime: baseCreated}); err != nil {
-		tb.Fatal(err)
-	}
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: path, Mode: 0o644, Size: int64(size), ModTime: baseCreated}); err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := tw.Write(content); err != nil {
-		tb.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
-		tb.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		tb.Fatal(err)
-	}
-	b := buf.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(b)), nil
-	}, tarball.WithMediaType(mt))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return l
 }
 
 // syntheticIndex holds a linux/amd64 and a linux/arm64 image, arm64 first.
