@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/deploy-mlflow/deploy-mlflow/internal/serverenv"
 )
@@ -27,11 +28,23 @@ type config struct {
 	artifacts     string
 	mlflow        string // path of the mlflow executable
 	shutdownGrace time.Duration
+	// migrationTimeout bounds the schema step: waiting for the lock and `mlflow db upgrade` together.
+	migrationTimeout time.Duration
+	// warnings are about settings that the server corrected; they are logged once the logger exists.
+	warnings []string
 }
 
 const (
-	defaultPort          = "8080"
-	defaultShutdownGrace = 8 * time.Second
+	defaultPort = "8080"
+	// defaultShutdownGrace is also the most the server allows: see maxShutdownGrace.
+	defaultShutdownGrace = maxShutdownGrace
+	// defaultMigrationTimeout leaves room, inside the 240 s that the startup probe allows (Cloud Run's
+	// limit), for MLflow to start after the schema step.
+	defaultMigrationTimeout = 200 * time.Second
+	// minPasswordLength is the shortest basic-auth password accepted. The service is public, and a short
+	// password can be guessed; it is also the length above which the password is redacted wherever it
+	// appears in a log line (see minLiteralSecret).
+	minPasswordLength = 12
 )
 
 // loadConfig reads and checks the configuration. It reports every problem at once, each naming the
@@ -62,8 +75,15 @@ func loadConfig(e env) (config, error) {
 		if c.username == "" || c.password == "" {
 			errs = append(errs, fmt.Errorf("%s is %q but %s and %s are not both set: set both (from secrets), or set %s=%s to leave access control to Cloud Run IAM",
 				serverenv.Auth, serverenv.AuthBasic, serverenv.Username, serverenv.Password, serverenv.Auth, serverenv.AuthIAM))
-		} else if strings.Contains(c.username, ":") {
+			break
+		}
+		if strings.Contains(c.username, ":") {
 			errs = append(errs, fmt.Errorf("%s contains a colon, which HTTP basic auth cannot carry in a user name: choose a user name without one", serverenv.Username))
+		}
+		if utf8.RuneCountInString(c.password) < minPasswordLength {
+			// The error does not say how short: that would help a guesser.
+			errs = append(errs, fmt.Errorf("%s is shorter than %d characters, too short for a service that anyone can reach: add a longer version to the password secret (e.g. openssl rand -base64 24 | gcloud secrets versions add SECRET --data-file=-) and deploy again",
+				serverenv.Password, minPasswordLength))
 		}
 	case serverenv.AuthIAM:
 	default:
@@ -94,10 +114,24 @@ func loadConfig(e env) (config, error) {
 	c.shutdownGrace = defaultShutdownGrace
 	if v := e.getenv(serverenv.ShutdownGrace); v != "" {
 		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			errs = append(errs, fmt.Errorf("%s=%q is not a duration: set it like 8s (Cloud Run allows 10s between SIGTERM and SIGKILL)", serverenv.ShutdownGrace, v))
-		} else {
+		switch {
+		case err != nil || d < 0:
+			errs = append(errs, fmt.Errorf("%s=%q is not a duration: set it like 5s, at most %v (Cloud Run allows 10s between SIGTERM and SIGKILL)", serverenv.ShutdownGrace, v, maxShutdownGrace))
+		case d > maxShutdownGrace:
+			c.shutdownGrace = maxShutdownGrace
+			c.warnings = append(c.warnings, fmt.Sprintf("%s=%s would leave MLflow no time to stop before Cloud Run's SIGKILL, 10s after SIGTERM; using %v", serverenv.ShutdownGrace, v, maxShutdownGrace))
+		default:
 			c.shutdownGrace = d
+		}
+	}
+
+	c.migrationTimeout = defaultMigrationTimeout
+	if v := e.getenv(serverenv.MigrationTimeout); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%q is not a positive duration: set it like 200s (Cloud Run's startup probe allows 240s in all)", serverenv.MigrationTimeout, v))
+		} else {
+			c.migrationTimeout = d
 		}
 	}
 	return c, errors.Join(errs...)

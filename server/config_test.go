@@ -48,10 +48,17 @@ func TestLoadConfig(t *testing.T) {
 		check   func(t *testing.T, c config)
 	}{
 		{name: "defaults", vars: base, check: func(t *testing.T, c config) {
-			if c.auth != "basic" || c.port != "8080" || c.shutdownGrace != 8*time.Second || c.mlflow != "/venv/bin/mlflow" {
+			if c.auth != "basic" || c.port != "8080" || c.shutdownGrace != 7*time.Second || c.migrationTimeout != 200*time.Second || c.mlflow != "/venv/bin/mlflow" || len(c.warnings) != 0 {
 				t.Errorf("config = %+v", c)
 			}
 		}},
+		{name: "password of 12 characters", vars: with(map[string]string{"DEPLOY_MLFLOW_PASSWORD": "abcdefghijkl"})},
+		{name: "password of 12 characters, not bytes", vars: with(map[string]string{"DEPLOY_MLFLOW_PASSWORD": "pässwörd-äöü"})},
+		{name: "password of 11 characters", vars: with(map[string]string{"DEPLOY_MLFLOW_PASSWORD": "abcdefghijk"}),
+			wantErr: []string{"DEPLOY_MLFLOW_PASSWORD is shorter than 12 characters", "add a longer version to the password secret"}},
+		{name: "11 characters in more bytes", vars: with(map[string]string{"DEPLOY_MLFLOW_PASSWORD": "pässwörd-äö"}),
+			wantErr: []string{"DEPLOY_MLFLOW_PASSWORD is shorter than 12 characters"}},
+		{name: "iam ignores the password", vars: with(map[string]string{"DEPLOY_MLFLOW_AUTH": "iam", "DEPLOY_MLFLOW_PASSWORD": "short"})},
 		{name: "iam needs no credentials", vars: with(map[string]string{"DEPLOY_MLFLOW_AUTH": "iam", "DEPLOY_MLFLOW_USERNAME": "<unset>", "DEPLOY_MLFLOW_PASSWORD": "<unset>"})},
 		{name: "basic without password", vars: with(map[string]string{"DEPLOY_MLFLOW_PASSWORD": "<unset>"}),
 			wantErr: []string{"DEPLOY_MLFLOW_USERNAME and DEPLOY_MLFLOW_PASSWORD are not both set", "DEPLOY_MLFLOW_AUTH=iam"}},
@@ -64,10 +71,26 @@ func TestLoadConfig(t *testing.T) {
 		{name: "mlflow missing", vars: with(map[string]string{"DEPLOY_MLFLOW_MLFLOW_COMMAND": "mlflow-nope"}), wantErr: []string{"DEPLOY_MLFLOW_MLFLOW_COMMAND"}},
 		{name: "bad grace", vars: with(map[string]string{"DEPLOY_MLFLOW_SHUTDOWN_GRACE": "8"}), wantErr: []string{"DEPLOY_MLFLOW_SHUTDOWN_GRACE"}},
 		{name: "grace", vars: with(map[string]string{"DEPLOY_MLFLOW_SHUTDOWN_GRACE": "2500ms"}), check: func(t *testing.T, c config) {
-			if c.shutdownGrace != 2500*time.Millisecond {
-				t.Errorf("grace = %v", c.shutdownGrace)
+			if c.shutdownGrace != 2500*time.Millisecond || len(c.warnings) != 0 {
+				t.Errorf("grace = %v, warnings %q", c.shutdownGrace, c.warnings)
 			}
 		}},
+		{name: "grace at the most", vars: with(map[string]string{"DEPLOY_MLFLOW_SHUTDOWN_GRACE": "7s"}), check: func(t *testing.T, c config) {
+			if c.shutdownGrace != 7*time.Second || len(c.warnings) != 0 {
+				t.Errorf("grace = %v, warnings %q", c.shutdownGrace, c.warnings)
+			}
+		}},
+		{name: "grace clamped", vars: with(map[string]string{"DEPLOY_MLFLOW_SHUTDOWN_GRACE": "8s"}), check: func(t *testing.T, c config) {
+			if c.shutdownGrace != 7*time.Second || len(c.warnings) != 1 || !strings.Contains(c.warnings[0], "DEPLOY_MLFLOW_SHUTDOWN_GRACE=8s") {
+				t.Errorf("grace = %v, warnings %q; want 7s and a warning", c.shutdownGrace, c.warnings)
+			}
+		}},
+		{name: "migration timeout", vars: with(map[string]string{"DEPLOY_MLFLOW_MIGRATION_TIMEOUT": "10m"}), check: func(t *testing.T, c config) {
+			if c.migrationTimeout != 10*time.Minute {
+				t.Errorf("migration timeout = %v", c.migrationTimeout)
+			}
+		}},
+		{name: "bad migration timeout", vars: with(map[string]string{"DEPLOY_MLFLOW_MIGRATION_TIMEOUT": "0s"}), wantErr: []string{"DEPLOY_MLFLOW_MIGRATION_TIMEOUT"}},
 		{name: "bad port", vars: with(map[string]string{"PORT": "http"}), wantErr: []string{"PORT"}},
 		{name: "every problem at once", vars: map[string]string{"DEPLOY_MLFLOW_AUTH": "basic"},
 			wantErr: []string{"DEPLOY_MLFLOW_USERNAME", "DEPLOY_MLFLOW_BACKEND_STORE_URI", "DEPLOY_MLFLOW_ARTIFACTS_DESTINATION"}},

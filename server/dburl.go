@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net/url"
-	"regexp"
 	"strings"
 
 	"github.com/deploy-mlflow/deploy-mlflow/internal/serverenv"
@@ -52,17 +51,13 @@ func postgresConnString(raw string) (conn string, isPostgres bool, err error) {
 	return u.String(), true, nil
 }
 
-// userinfoPassword finds the password in a URL's userinfo. It takes the last @ before the path, as URL
-// parsers do, so that an unencoded @ in the password is still covered.
-var userinfoPassword = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.\-]*://[^:/@]*:([^/]*)@`)
-
 // urlSecrets returns the password in a database URL as written (percent-encoded) and decoded, and any
 // password query parameter, for redaction.
 func urlSecrets(raw string) []string {
 	var out []string
-	if m := userinfoPassword.FindStringSubmatch(raw); m != nil && m[1] != "" {
-		out = append(out, m[1])
-		if dec, err := url.PathUnescape(m[1]); err == nil && dec != m[1] {
+	if m := urlPassword.FindStringSubmatch(raw); m != nil && m[2] != "" {
+		out = append(out, m[2])
+		if dec, err := url.PathUnescape(m[2]); err == nil && dec != m[2] {
 			out = append(out, dec)
 		}
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"net/http/httputil"
 	"sync/atomic"
 	"time"
 
@@ -12,13 +13,14 @@ import (
 // handler is what the server answers on $PORT: the health path itself, everything else after the auth and
 // origin checks through the proxy to MLflow.
 type handler struct {
-	auth  *basicAuth // nil with auth: iam, where Cloud Run has checked the caller already
-	ready *atomic.Bool
-	proxy http.Handler
+	auth *basicAuth // nil with auth: iam, where Cloud Run has checked the caller already
+	// mlflow is the proxy to MLflow once MLflow has answered its own /health; nil before that and after
+	// MLflow exits.
+	mlflow atomic.Pointer[httputil.ReverseProxy]
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == serverenv.HealthPath {
+	if isHealth(r) {
 		h.health(w)
 		return
 	}
@@ -26,23 +28,32 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		unauthorized(w)
 		return
 	}
-	if reason := crossOriginWrite(r.Method, r.Host, r.Header.Get("Origin"), r.Header.Get("Sec-Fetch-Site")); reason != "" {
-		http.Error(w, "Forbidden: cross-origin write refused: "+reason+". Use the MLflow UI at the address you are writing to, or a client that sends no Origin.", http.StatusForbidden)
+	if reason := crossOriginWrite(r.Method, r.Host, r.Header.Values("Origin"), r.Header.Get("Sec-Fetch-Site")); reason != "" {
+		http.Error(w, "Forbidden: cross-origin request refused: "+reason+". Use the MLflow UI at the address you are writing to, or a client that sends no Origin.", http.StatusForbidden)
 		return
 	}
-	if !h.ready.Load() {
+	proxy := h.mlflow.Load()
+	if proxy == nil {
 		w.Header().Set("Retry-After", "5")
 		http.Error(w, "MLflow is starting; retry shortly.", http.StatusServiceUnavailable)
 		return
 	}
-	h.proxy.ServeHTTP(w, r)
+	proxy.ServeHTTP(w, r)
 }
 
-// health answers 200 only once MLflow has answered its own /health, so that Cloud Run's startup probe
-// holds traffic until then. It needs no credentials: the probe has none.
+// isHealth reports whether r is for the health path, exactly as written: any other spelling (a trailing
+// slash, a doubled slash, dot segments, another case, percent-encoding) is an ordinary request and needs
+// credentials. Every method is answered there; the probe uses GET.
+func isHealth(r *http.Request) bool {
+	return r.URL.Path == serverenv.HealthPath && r.URL.RawPath == ""
+}
+
+// health answers 200 once MLflow has answered its own /health, 503 before, so that Cloud Run's startup
+// probe holds traffic until then; it reflects the start only, since the server exits when MLflow does. It
+// needs no credentials: the probe has none.
 func (h *handler) health(w http.ResponseWriter) {
 	w.Header().Set("Cache-Control", "no-store")
-	if !h.ready.Load() {
+	if h.mlflow.Load() == nil {
 		http.Error(w, "starting", http.StatusServiceUnavailable)
 		return
 	}

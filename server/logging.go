@@ -12,8 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/deploy-mlflow/deploy-mlflow/internal/serverenv"
 )
 
 // Cloud Logging severities (LogSeverity), as Cloud Run's log collection reads them from the
@@ -84,10 +82,11 @@ func (l *logger) write(severity, message string, e map[string]any) {
 	_, _ = io.WriteString(l.w, b.String())
 }
 
-// stdLogger adapts the logger for net/http's ErrorLog.
-func (l *logger) stdLogger(severity string) *log.Logger {
+// stdLogger adapts the logger for net/http's ErrorLog, whose lines (a bad request, a broken connection, a
+// proxy error) are warnings.
+func (l *logger) stdLogger() *log.Logger {
 	return log.New(writerFunc(func(p []byte) (int, error) {
-		l.log(severity, strings.TrimRight(string(p), "\n"))
+		l.warn(strings.TrimRight(string(p), "\n"))
 		return len(p), nil
 	}), "", 0)
 }
@@ -162,7 +161,7 @@ func (l *logger) request(r *http.Request, status int, respSize, reqSize int64, l
 	}
 	severity := sevInfo
 	switch {
-	case r.URL.Path == serverenv.HealthPath:
+	case isHealth(r):
 		// Startup probes poll this; their 503s before MLflow is up are expected.
 		severity = sevDebug
 	case status >= 500:

@@ -27,24 +27,28 @@ var mlflowDefaults = []struct{ name, value string }{
 
 // mlflowEnv builds the environment of MLflow's processes from the server's own: without the server's
 // DEPLOY_MLFLOW_* configuration (the basic-auth credentials are the server's alone), with the settings
-// that the server owns forced, and with MLflow's tunables passed through or defaulted.
+// that the server owns forced, and with MLflow's tunables passed through or defaulted. port is where
+// `mlflow server` listens on loopback; 0 for `mlflow db upgrade`, which listens nowhere.
 func mlflowEnv(environ []string, c config, port int) []string {
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	forced := map[string]string{
 		"MLFLOW_BACKEND_STORE_URI":     c.backendURI,
 		"MLFLOW_ARTIFACTS_DESTINATION": c.artifacts,
 		// Clients upload and download artifacts through the server, under mlflow-artifacts:/ URIs, and
 		// need no credentials for the bucket.
 		"MLFLOW_SERVE_ARTIFACTS": "true",
-		"MLFLOW_HOST":            "127.0.0.1",
-		"MLFLOW_PORT":            strconv.Itoa(port),
-		// The proxy hands MLflow this Host (see newProxy); nothing else reaches the loopback port.
-		"MLFLOW_SERVER_ALLOWED_HOSTS": addr,
 		// MLflow's job runner expects a long-lived machine with spare CPU; Cloud Run throttles CPU
 		// between requests and stops instances at will.
 		"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
 	}
+	if port != 0 {
+		forced["MLFLOW_HOST"] = "127.0.0.1"
+		forced["MLFLOW_PORT"] = strconv.Itoa(port)
+		// The proxy hands MLflow this Host (see newProxy); nothing else reaches the loopback port.
+		forced["MLFLOW_SERVER_ALLOWED_HOSTS"] = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	}
 	dropped := map[string]bool{
+		// Where MLflow listens is the server's choice (above), never inherited.
+		"MLFLOW_HOST": true, "MLFLOW_PORT": true, "MLFLOW_SERVER_ALLOWED_HOSTS": true,
 		// With no default artifact root MLflow hands out mlflow-artifacts:/ URIs; a gs:// root would
 		// send clients to the bucket directly.
 		"MLFLOW_DEFAULT_ARTIFACT_ROOT": true,
@@ -108,25 +112,46 @@ type child struct {
 	relayed sync.WaitGroup
 }
 
+// groups holds the process groups of the children started and not yet killed, for killChildren.
+var groups struct {
+	sync.Mutex
+	live   map[int]bool
+	killed bool // killChildren ran: start nothing more
+}
+
+// osPipe is os.Pipe, replaceable in tests.
+var osPipe = os.Pipe
+
 // startChild starts the mlflow executable with args and env, relaying its stdout and stderr to the log.
 func startChild(log *logger, mlflow string, args, env []string) (*child, error) {
 	cmd := exec.Command(mlflow, args...)
 	cmd.Env = env
-	// If the server is killed outright, MLflow must not outlive it.
+	// The child leads a process group of its own, which holds whatever it starts (uvicorn's supervisor
+	// and workers below `mlflow server`); every way out of the server kills that group (stop,
+	// killChildren). Pdeathsig covers the one way the server cannot, being killed outright, and reaches
+	// only this direct child, not the processes below it. In the container, the server is the
+	// entrypoint, PID 1 of its PID namespace, and when it dies the kernel kills every process left in
+	// the namespace; in a local run, uvicorn can outlive a server killed with SIGKILL.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	c := &child{cmd: cmd, done: make(chan struct{})}
-	var closeAfterStart []*os.File
-	for _, stream := range []string{"stdout", "stderr"} {
-		r, w, err := os.Pipe()
+	var readEnds, writeEnds []*os.File
+	closeAll := func(files []*os.File) {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	for range 2 {
+		r, w, err := osPipe()
 		if err != nil {
-			return nil, err
+			closeAll(readEnds)
+			closeAll(writeEnds)
+			return nil, fmt.Errorf("start %s: a pipe for its output: %w", mlflow, err)
 		}
-		if stream == "stdout" {
-			cmd.Stdout = w
-		} else {
-			cmd.Stderr = w
-		}
-		closeAfterStart = append(closeAfterStart, w)
+		readEnds, writeEnds = append(readEnds, r), append(writeEnds, w)
+	}
+	cmd.Stdout, cmd.Stderr = writeEnds[0], writeEnds[1]
+	for i, stream := range []string{"stdout", "stderr"} {
+		r := readEnds[i]
 		c.relayed.Add(1)
 		go func() {
 			defer c.relayed.Done()
@@ -135,13 +160,20 @@ func startChild(log *logger, mlflow string, args, env []string) (*child, error) 
 			log.relay(r, "mlflow", stream)
 		}()
 	}
-	err := cmd.Start()
-	for _, w := range closeAfterStart {
-		w.Close()
+	groups.Lock()
+	defer groups.Unlock()
+	err := errors.New("the server is exiting")
+	if !groups.killed {
+		err = cmd.Start()
 	}
+	closeAll(writeEnds)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", mlflow, err)
 	}
+	if groups.live == nil {
+		groups.live = map[int]bool{}
+	}
+	groups.live[cmd.Process.Pid] = true
 	go func() {
 		c.err = cmd.Wait()
 		close(c.done)
@@ -149,18 +181,39 @@ func startChild(log *logger, mlflow string, args, env []string) (*child, error) 
 	return c, nil
 }
 
-// stop sends SIGTERM to the child's process group, and SIGKILL after timeout.
+// stop sends SIGTERM to the child's process group, and after timeout (or as soon as the child has exited)
+// SIGKILL to whatever is left in the group, such as uvicorn's workers or a process that ignores SIGTERM.
 func (c *child) stop(timeout time.Duration) {
-	pgid := c.cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGTERM)
 	select {
 	case <-c.done:
 	case <-time.After(timeout):
 	}
-	// Workers may outlive the process that started them; the group goes in any case.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	c.killGroup()
 	<-c.done
-	c.waitRelayed(time.Second)
+	c.waitRelayed(relayDrainTimeout)
+}
+
+// killGroup sends SIGKILL to the child's process group. The group keeps the child's PID as its ID while
+// any member is left, even after the child itself has exited.
+func (c *child) killGroup() {
+	groups.Lock()
+	defer groups.Unlock()
+	pgid := c.cmd.Process.Pid
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	delete(groups.live, pgid)
+}
+
+// killChildren sends SIGKILL to the process group of every child not stopped yet, for an exit that cannot
+// wait for the orderly stop.
+func killChildren() {
+	groups.Lock()
+	defer groups.Unlock()
+	groups.killed = true
+	for pgid := range groups.live {
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		delete(groups.live, pgid)
+	}
 }
 
 // waitRelayed waits for the child's last lines to reach the log, but not for ever: a process that escaped
@@ -190,6 +243,8 @@ func runChild(ctx context.Context, log *logger, mlflow string, args, env []strin
 	}
 	select {
 	case <-c.done:
+		// Nothing it started may stay behind.
+		c.killGroup()
 		c.waitRelayed(5 * time.Second)
 		return c.err
 	case <-ctx.Done():

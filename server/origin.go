@@ -12,8 +12,12 @@ import (
 // or when its Origin names another host than the one the request came in on. Comparing with the request's
 // own Host is what lets the UI work under any name the service is reached by (*.run.app, a custom domain)
 // without knowing it in advance. Requests without Origin (MLflow's clients, curl) are not from a browser
-// page of another site, and pass.
-func crossOriginWrite(method, host, origin, fetchSite string) string {
+// page of another site, and pass. Any request with more than one Origin header is refused: browsers send
+// one at most, and which of several to check would be a guess.
+func crossOriginWrite(method, host string, origins []string, fetchSite string) string {
+	if len(origins) > 1 {
+		return fmt.Sprintf("it carries %d Origin headers, where a browser sends one at most", len(origins))
+	}
 	switch method {
 	case "POST", "PUT", "PATCH", "DELETE":
 	default:
@@ -22,9 +26,10 @@ func crossOriginWrite(method, host, origin, fetchSite string) string {
 	if strings.EqualFold(fetchSite, "cross-site") {
 		return "the browser marks it Sec-Fetch-Site: cross-site"
 	}
-	if origin == "" {
+	if len(origins) == 0 || origins[0] == "" {
 		return ""
 	}
+	origin := origins[0]
 	if origin == "null" {
 		return "its Origin is opaque (null)"
 	}

@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestCrossOriginWrite(t *testing.T) {
 	t.Parallel()
@@ -33,10 +36,37 @@ func TestCrossOriginWrite(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			reason := crossOriginWrite(tt.method, tt.host, tt.origin, tt.fetchSite)
+			var origins []string
+			if tt.origin != "" {
+				origins = []string{tt.origin}
+			}
+			reason := crossOriginWrite(tt.method, tt.host, origins, tt.fetchSite)
 			if (reason != "") != tt.refused {
 				t.Errorf("crossOriginWrite(%s, %s, %q, %q) = %q, want refused=%v", tt.method, tt.host, tt.origin, tt.fetchSite, reason, tt.refused)
 			}
 		})
+	}
+}
+
+// TestMoreThanOneOrigin: browsers send one Origin at most; a request with several is refused whatever its
+// method, even when one of them, or each, matches the host.
+func TestMoreThanOneOrigin(t *testing.T) {
+	t.Parallel()
+	const host = "mlflow.example.com"
+	tests := []struct {
+		method  string
+		origins []string
+	}{
+		{"POST", []string{"https://mlflow.example.com", "https://evil.example"}},
+		{"POST", []string{"https://evil.example", "https://mlflow.example.com"}},
+		{"PUT", []string{"https://mlflow.example.com", "https://mlflow.example.com"}},
+		{"DELETE", []string{"", "https://evil.example"}},
+		{"GET", []string{"https://mlflow.example.com", "https://evil.example"}},
+		{"OPTIONS", []string{"https://a.example", "https://b.example", "https://c.example"}},
+	}
+	for _, tt := range tests {
+		if reason := crossOriginWrite(tt.method, host, tt.origins, ""); !strings.Contains(reason, "Origin headers") {
+			t.Errorf("crossOriginWrite(%s, %s, %q) = %q, want a refusal for several Origin headers", tt.method, host, tt.origins, reason)
+		}
 	}
 }

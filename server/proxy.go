@@ -64,7 +64,7 @@ func newProxy(addr string, dropAuthorization bool, log *logger) *httputil.Revers
 			log.error("MLflow did not answer", "error", err, "method", r.Method, "path", r.URL.Path)
 			http.Error(w, "MLflow did not answer; see the server's log", http.StatusBadGateway)
 		},
-		ErrorLog: log.stdLogger(sevWarning),
+		ErrorLog: log.stdLogger(),
 	}
 }
 

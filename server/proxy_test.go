@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 )
 
@@ -41,10 +40,9 @@ func TestHandlerHeaders(t *testing.T) {
 	}))
 	defer upstream.Close()
 	addr := strings.TrimPrefix(upstream.URL, "http://")
-	var ready atomic.Bool
-	ready.Store(true)
 	var logs bytes.Buffer
-	h := &handler{auth: newBasicAuth("alice", "s3cret"), ready: &ready, proxy: newProxy(addr, true, newLogger(&logs, newRedactor()))}
+	h := &handler{auth: newBasicAuth("alice", "s3cret")}
+	h.mlflow.Store(newProxy(addr, true, newLogger(&logs, newRedactor())))
 
 	req := httptest.NewRequest("POST", "/ajax-api/2.0/mlflow/experiments/create", strings.NewReader("{}"))
 	req.Host = "mlflow-123.us-central1.run.app"
@@ -80,8 +78,7 @@ func TestHandlerGates(t *testing.T) {
 		_, _ = io.WriteString(w, "from mlflow")
 	}))
 	defer upstream.Close()
-	var ready atomic.Bool
-	h := &handler{auth: newBasicAuth("alice", "s3cret"), ready: &ready, proxy: newProxy(strings.TrimPrefix(upstream.URL, "http://"), true, newLogger(io.Discard, newRedactor()))}
+	h := &handler{auth: newBasicAuth("alice", "s3cret")}
 	do := func(method, path, auth, origin string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(method, path, nil)
 		req.Host = "mlflow.example.com"
@@ -102,7 +99,7 @@ func TestHandlerGates(t *testing.T) {
 	if c := do("GET", "/", good, "").Code; c != 503 {
 		t.Errorf("request before ready: %d, want 503", c)
 	}
-	ready.Store(true)
+	h.mlflow.Store(newProxy(strings.TrimPrefix(upstream.URL, "http://"), true, newLogger(io.Discard, newRedactor())))
 	tests := []struct {
 		method, path, auth, origin string
 		want                       int

@@ -22,8 +22,9 @@ const minLiteralSecret = 6
 
 var (
 	// scheme://user:PASSWORD@ ; the password may hold an unencoded @, so take the last one before a
-	// space or slash.
-	urlPassword = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)[^\s/]*@`)
+	// space or slash, as URL parsers take the last before the path. Group 1 is what comes before the
+	// password, group 2 the password; urlSecrets reads the database URL's with it too.
+	urlPassword = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)([^\s/]*)@`)
 	// password=... in a query string or a libpq DSN.
 	paramPassword = regexp.MustCompile(`(?i)(\bpassword=)[^\s&]*`)
 )

@@ -8,15 +8,23 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/deploy-mlflow/deploy-mlflow/internal/serverenv"
 )
 
-// mlflowStopTimeout is how long MLflow gets to exit after SIGTERM once the server has drained; the server's
-// grace period and this together fit in Cloud Run's 10 s between SIGTERM and SIGKILL.
-const mlflowStopTimeout = 1500 * time.Millisecond
+// The shutdown after SIGTERM must end before Cloud Run's SIGKILL, 10 s later: the grace period for in-flight
+// requests, then up to mlflowStopTimeout for MLflow to exit after SIGTERM, then up to relayDrainTimeout
+// for its last lines to reach the log, and a margin.
+const (
+	cloudRunStopBudget = 10 * time.Second
+	mlflowStopTimeout  = 1500 * time.Millisecond
+	relayDrainTimeout  = time.Second
+	shutdownMargin     = 500 * time.Millisecond
+	// maxShutdownGrace is 7 s.
+	maxShutdownGrace = cloudRunStopBudget - mlflowStopTimeout - relayDrainTimeout - shutdownMargin
+)
 
 // run serves until ctx ends (SIGTERM) or MLflow dies. It returns nil after an orderly shutdown, and an
 // error, already logged, when the server cannot start or MLflow exits on its own, so that Cloud Run
@@ -28,20 +36,15 @@ func run(ctx context.Context, e env, stdout io.Writer) error {
 		log.log(sevCritical, "refusing to start: "+cfgErr.Error())
 		return cfgErr
 	}
+	for _, w := range cfg.warnings {
+		log.warn(w)
+	}
 	fail := func(err error) error {
 		log.log(sevCritical, err.Error())
 		return err
 	}
 
-	port, err := freeLoopbackPort()
-	if err != nil {
-		return fail(err)
-	}
-	mlflowAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	childEnv := mlflowEnv(e.environ, cfg, port)
-
-	var ready atomic.Bool
-	h := &handler{ready: &ready, proxy: newProxy(mlflowAddr, cfg.auth == serverenv.AuthBasic, log)}
+	h := &handler{}
 	if cfg.auth == serverenv.AuthBasic {
 		h.auth = newBasicAuth(cfg.username, cfg.password)
 	}
@@ -54,67 +57,87 @@ func run(ctx context.Context, e env, stdout io.Writer) error {
 		Handler:           log.requests(h),
 		Protocols:         &protocols,
 		ReadHeaderTimeout: 30 * time.Second,
-		ErrorLog:          log.stdLogger(sevWarning),
+		ErrorLog:          log.stdLogger(),
 	}
 	// Listen before the slow steps, so the startup probe gets a clear 503 rather than a refused connection.
-	ln, err := net.Listen("tcp", ":"+cfg.port)
+	tcp, err := net.Listen("tcp", ":"+cfg.port)
 	if err != nil {
 		return fail(fmt.Errorf("listen on %s=%s: %w", serverenv.Port, cfg.port, err))
 	}
+	ln := &closeNotifier{Listener: tcp, closed: make(chan struct{})}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.info("listening on port "+cfg.port, "auth", cfg.auth, "mlflow", mlflowAddr)
+	log.info("listening on port "+cfg.port, "auth", cfg.auth)
 
-	shutdown := func(grace time.Duration) {
+	// shutdown stops accepting connections and gives in-flight requests up to grace to finish. When
+	// draining is set, it is logged once the listener is closed, so that whoever reads it can rely on
+	// new connections being refused.
+	shutdown := func(grace time.Duration, draining string) {
 		sctx, cancel := context.WithTimeout(context.Background(), grace)
 		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil {
+		done := make(chan error, 1)
+		go func() { done <- srv.Shutdown(sctx) }()
+		// Shutdown closes the listener before it waits for the connections.
+		<-ln.closed
+		if draining != "" {
+			log.info(draining, "grace", grace)
+		}
+		if err := <-done; err != nil {
 			log.warn("grace period over; closing the connections still open", "grace", grace)
 			_ = srv.Close()
 		}
 	}
 
-	if err := upgradeSchema(ctx, log, cfg, childEnv); err != nil {
-		if ctx.Err() != nil {
-			log.info("stopped during the schema upgrade")
-			shutdown(cfg.shutdownGrace)
-			return nil
-		}
-		shutdown(0)
+	err = upgradeSchema(ctx, log, cfg, mlflowEnv(e.environ, cfg, 0))
+	if ctx.Err() != nil {
+		// SIGTERM came during the schema step: whatever its outcome, MLflow would only be stopped again.
+		log.info("stopped during the schema upgrade; MLflow not started")
+		shutdown(cfg.shutdownGrace, "")
+		return nil
+	}
+	if err != nil {
+		shutdown(0, "")
 		return fail(fmt.Errorf("cannot bring the database schema up to date: %w", err))
 	}
 
-	mlflow, err := startChild(log, cfg.mlflow, []string{"server"}, childEnv)
+	// The port is picked just before MLflow starts, so that nothing else takes it in between.
+	port, err := freeLoopbackPort()
 	if err != nil {
-		shutdown(0)
+		shutdown(0, "")
+		return fail(err)
+	}
+	mlflowAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	mlflow, err := startChild(log, cfg.mlflow, []string{"server"}, mlflowEnv(e.environ, cfg, port))
+	if err != nil {
+		shutdown(0, "")
 		return fail(err)
 	}
 	log.info("started MLflow", "pid", mlflow.cmd.Process.Pid, "mlflow", mlflowAddr)
+	proxy := newProxy(mlflowAddr, cfg.auth == serverenv.AuthBasic, log)
 	healthCtx, stopHealth := context.WithCancel(ctx)
 	defer stopHealth()
 	go func() {
 		start := time.Now()
 		if pollHealth(healthCtx, mlflowAddr) == nil {
-			ready.Store(true)
+			h.mlflow.Store(proxy)
 			log.info("MLflow is ready", "event", "ready", "startup", time.Since(start))
 		}
 	}()
 
 	select {
 	case <-ctx.Done():
-		log.info("SIGTERM: draining in-flight requests", "grace", cfg.shutdownGrace)
-		shutdown(cfg.shutdownGrace)
+		shutdown(cfg.shutdownGrace, "SIGTERM: stopped accepting connections; draining in-flight requests")
 		stopHealth()
 		mlflow.stop(mlflowStopTimeout)
 		log.info("stopped")
 		return nil
 	case <-mlflow.done:
-		ready.Store(false)
+		h.mlflow.Store(nil)
 		stopHealth()
-		mlflow.waitRelayed(time.Second)
+		mlflow.waitRelayed(relayDrainTimeout)
 		err := fmt.Errorf("MLflow exited on its own (%v); stopping so that Cloud Run replaces this instance", mlflow.exitError())
 		// In-flight requests cannot complete without MLflow.
-		shutdown(0)
+		shutdown(0, "")
 		mlflow.stop(0)
 		return fail(err)
 	case err := <-serveErr:
@@ -124,4 +147,17 @@ func run(ctx context.Context, e env, stdout io.Writer) error {
 		}
 		return fail(fmt.Errorf("serving port %s: %w", cfg.port, err))
 	}
+}
+
+// closeNotifier is a listener that closes its channel once it is closed.
+type closeNotifier struct {
+	net.Listener
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (l *closeNotifier) Close() error {
+	err := l.Listener.Close()
+	l.once.Do(func() { close(l.closed) })
+	return err
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/deploy-mlflow/deploy-mlflow/internal/serverenv"
 )
 
 // schemaLockKey is the PostgreSQL advisory lock that every instance takes around `mlflow db upgrade`. Any
@@ -17,20 +19,50 @@ const schemaLockKey int64 = 0x6d6c666c6f77_01 // "mlflow", 1
 
 // Events that upgradeSchema logs, in the "event" field, once per start.
 const (
-	eventSchemaMigrated = "schema-migrated" // this instance changed the schema
-	eventSchemaCurrent  = "schema-current"  // the schema was up to date already
-	eventSchemaUpgraded = "schema-upgraded" // not PostgreSQL: upgraded without a lock or versions
+	eventSchemaMigrated = "schema-migrated"  // this instance changed the schema
+	eventSchemaCurrent  = "schema-current"   // the schema was up to date already
+	eventSchemaUpgraded = "schema-upgraded"  // not PostgreSQL: upgraded without a lock or versions
+	eventSchemaLockWait = "schema-lock-wait" // another instance holds the lock; this one waits
+	eventSchemaTimeout  = "schema-timeout"   // the schema step overran DEPLOY_MLFLOW_MIGRATION_TIMEOUT
 )
+
+// unlockTimeout bounds releasing the lock (and closing the connection): a connection that hangs there must
+// not hold up the start, since closing it releases the lock anyway.
+const unlockTimeout = 5 * time.Second
 
 // upgradeSchema brings the backend store's schema up to date with `mlflow db upgrade`, which on an empty
 // database also creates the tables. Instances that start together would run concurrent migrations, which
 // race; on PostgreSQL they therefore take turns under an advisory lock, and each reads alembic's version
 // before and after, so that only the first one migrates and the log says which one did. Other backends
 // (SQLite for local runs) have one writer and get no lock.
+//
+// The whole step, connecting, waiting for the lock and the upgrade, has c.migrationTimeout, so that an
+// instance that cannot finish inside the startup probe's budget says so and exits rather than being killed
+// silently. SIGTERM ends the connecting and the waiting, not a running upgrade.
 func upgradeSchema(ctx context.Context, log *logger, c config, env []string) error {
+	deadline := time.Now().Add(c.migrationTimeout)
+	waitCtx, cancelWait := context.WithDeadline(ctx, deadline)
+	defer cancelWait()
+	// timedOut reports whether the step failed because the deadline passed, and if so logs the event.
+	timedOut := func(step string) bool {
+		if ctx.Err() != nil || time.Now().Before(deadline) {
+			return false
+		}
+		log.error("the schema step overran its time: "+step, "event", eventSchemaTimeout, "step", step, "timeout", c.migrationTimeout)
+		return true
+	}
 	upgrade := func() error {
-		// A migration cut short can leave the schema between versions, so SIGTERM does not interrupt it.
-		if err := runChild(context.WithoutCancel(ctx), log, c.mlflow, []string{"db", "upgrade", c.backendURI}, env); err != nil {
+		// SIGTERM does not stop the upgrade: the work would be lost, and Cloud Run's SIGKILL 10 s later
+		// ends it anyway if it is still running (PostgreSQL then rolls back the transaction that alembic
+		// runs MLflow's migrations in). The deadline does stop it.
+		uctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+		defer cancel()
+		err := runChild(uctx, log, c.mlflow, []string{"db", "upgrade", c.backendURI}, env)
+		if err != nil && timedOut("mlflow db upgrade") {
+			return fmt.Errorf("mlflow db upgrade did not finish within %v (%s) and was stopped: a migration this long cannot finish inside Cloud Run's 240 s start-up limit; run mlflow db upgrade against the database from a machine that can reach it, then deploy again",
+				c.migrationTimeout, serverenv.MigrationTimeout)
+		}
+		if err != nil {
 			return fmt.Errorf("mlflow db upgrade: %w", err)
 		}
 		return nil
@@ -48,29 +80,42 @@ func upgradeSchema(ctx context.Context, log *logger, c config, env []string) err
 		return nil
 	}
 
-	conn, err := connectWithRetry(ctx, log, connString)
+	conn, err := connectWithRetry(waitCtx, log, connString)
 	if err != nil {
+		if timedOut("connecting to the backend store") {
+			return fmt.Errorf("could not connect to the backend store within %v (%s): check DEPLOY_MLFLOW_BACKEND_STORE_URI and that the database accepts this service's connections", c.migrationTimeout, serverenv.MigrationTimeout)
+		}
 		return err
 	}
-	defer conn.Close(context.Background())
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), unlockTimeout)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}()
 
 	var locked bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", schemaLockKey).Scan(&locked); err != nil {
+	if err := conn.QueryRow(waitCtx, "SELECT pg_try_advisory_lock($1)", schemaLockKey).Scan(&locked); err != nil {
 		return fmt.Errorf("take the schema lock: %w", err)
 	}
 	if !locked {
-		log.info("waiting for another instance to finish the schema upgrade", "event", "schema-lock-wait")
-		if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", schemaLockKey); err != nil {
+		log.info("waiting for another instance to finish the schema upgrade", "event", eventSchemaLockWait)
+		if _, err := conn.Exec(waitCtx, "SELECT pg_advisory_lock($1)", schemaLockKey); err != nil {
+			if timedOut("waiting for the schema lock") {
+				return fmt.Errorf("the schema lock was not free within %v (%s): another instance is still upgrading the schema, or a stale session holds PostgreSQL advisory lock %d (see pg_locks); stopping so that Cloud Run starts another instance",
+					c.migrationTimeout, serverenv.MigrationTimeout, schemaLockKey)
+			}
 			return fmt.Errorf("wait for the schema lock: %w", err)
 		}
 	}
 	defer func() {
 		// Closing the connection releases the lock too; unlocking first frees it without waiting for
 		// the server to notice.
-		_, _ = conn.Exec(context.Background(), "SELECT pg_advisory_unlock($1)", schemaLockKey)
+		uctx, cancel := context.WithTimeout(context.Background(), unlockTimeout)
+		defer cancel()
+		_, _ = conn.Exec(uctx, "SELECT pg_advisory_unlock($1)", schemaLockKey)
 	}()
 
-	before, err := schemaVersion(ctx, conn)
+	before, err := schemaVersion(waitCtx, conn)
 	if err != nil {
 		return err
 	}

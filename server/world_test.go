@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -280,41 +283,52 @@ func randomBytes(n int) []byte {
 	return b
 }
 
-// mlflowProcesses lists the processes below the server whose command line mentions mlflow or uvicorn.
-func mlflowProcesses(t *testing.T, serverPID int) []int {
+// mlflowProcesses lists MLflow's processes while the server runs, with their start times: every
+// descendant of the server, and every member of a process group that a child of the server leads (the
+// mlflow CLI leads MLflow's), so that a process that left the tree is listed too.
+func mlflowProcesses(t *testing.T, serverPID int) map[int]uint64 {
 	t.Helper()
-	var out []int
-	entries, _ := os.ReadDir("/proc")
+	stats := map[int]procStat{}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, e := range entries {
-		var pid int
-		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
 			continue
 		}
-		if !descendsFrom(pid, serverPID) {
-			continue
+		if st, ok := readStat(pid); ok && st.state != 'Z' {
+			stats[pid] = st
 		}
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if bytes.Contains(cmdline, []byte("mlflow")) || bytes.Contains(cmdline, []byte("uvicorn")) {
-			out = append(out, pid)
+	}
+	out := map[int]uint64{}
+	for pid, st := range stats {
+		below := false
+		for p, i := st.ppid, 0; p > 1 && i < 50; p, i = stats[p].ppid, i+1 {
+			if p == serverPID {
+				below = true
+				break
+			}
+		}
+		if leader, ok := stats[st.pgrp]; below || (ok && leader.ppid == serverPID && st.pgrp != serverPID) {
+			out[pid] = st.start
 		}
 	}
 	return out
 }
 
-func descendsFrom(pid, ancestor int) bool {
-	for i := 0; i < 20 && pid > 1; i++ {
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return false
-		}
-		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-		if len(fields) < 2 {
-			return false
-		}
-		fmt.Sscanf(fields[1], "%d", &pid)
-		if pid == ancestor {
-			return true
-		}
+// assertMLflowGone checks that every process of a mlflowProcesses snapshot has ended, once the server has
+// exited. Those processes belong to PID 1 once the server is gone, so they are followed by PID (and start
+// time), not by ancestry.
+func assertMLflowGone(t *testing.T, snapshot map[int]uint64) {
+	t.Helper()
+	if len(snapshot) == 0 {
+		t.Fatal("no MLflow process in the snapshot")
 	}
-	return false
+	pids := slices.Collect(maps.Keys(snapshot))
+	for _, pid := range waitGone(pids, snapshot, 3*time.Second) {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		t.Errorf("MLflow process %d (%s) outlived the server", pid, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
+	}
 }

@@ -15,9 +15,12 @@ const (
 	Password = "DEPLOY_MLFLOW_PASSWORD"
 	// MLflowCommand overrides the mlflow executable the server starts (default: "mlflow" on PATH).
 	MLflowCommand = "DEPLOY_MLFLOW_MLFLOW_COMMAND"
-	// ShutdownGrace is how long in-flight requests may run after SIGTERM (a Go duration; default 8s,
-	// inside Cloud Run's 10 s between SIGTERM and SIGKILL).
+	// ShutdownGrace is how long in-flight requests may run after SIGTERM (a Go duration; default and
+	// most 7s, so that the whole shutdown fits in Cloud Run's 10 s between SIGTERM and SIGKILL).
 	ShutdownGrace = "DEPLOY_MLFLOW_SHUTDOWN_GRACE"
+	// MigrationTimeout bounds the schema step at start, waiting for the advisory lock and `mlflow db
+	// upgrade` together (a Go duration; default 200s, inside the startup probe's 240 s).
+	MigrationTimeout = "DEPLOY_MLFLOW_MIGRATION_TIMEOUT"
 
 	// Port is the port Cloud Run tells the container to listen on.
 	Port = "PORT"
