@@ -402,8 +402,8 @@ func TestConcurrentStartOnEmptyDatabase(t *testing.T) {
 				cli = append(cli, pid)
 			}
 		}
-		if len(cli) != 1 || len(pids) < 3 {
-			t.Fatalf("MLflow processes %v, children of the server %v; want the mlflow CLI and at least two below it", pids, cli)
+		if len(cli) != 1 || len(pids) < 2 { // with one worker, uvicorn serves in a single process
+			t.Fatalf("MLflow processes %v, children of the server %v; want the mlflow CLI and uvicorn below it", pids, cli)
 		}
 		_ = syscall.Kill(cli[0], syscall.SIGKILL)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
