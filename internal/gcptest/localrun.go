@@ -2,8 +2,8 @@ package gcptest
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,7 +25,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"golang.org/x/net/http2"
 )
 
 // HTTP1RequestLimit is Cloud Run's cap on a request to a container that speaks HTTP/1; a container
@@ -71,14 +71,15 @@ type frontEnd struct {
 }
 
 type revisionProc struct {
-	name  string
-	cmd   *exec.Cmd
-	port  int
-	h2c   bool
-	done  chan struct{}
-	proxy *httputil.ReverseProxy
-	tail  *lineTail
-	once  sync.Once
+	name      string
+	cmd       *exec.Cmd
+	port      int
+	h2c       bool
+	done      chan struct{}
+	proxy     *httputil.ReverseProxy
+	transport *http.Transport
+	tail      *lineTail
+	once      sync.Once
 }
 
 // Start runs rev and returns the service's URL once its startup probe passes. On failure the process
@@ -92,7 +93,10 @@ func (r *LocalRuntime) Start(ctx context.Context, svc *runpb.Service, rev *runpb
 	if len(rev.GetVolumes()) > 0 && !onlyCloudSQL(rev.GetVolumes()) {
 		return "", errors.New("the local runtime cannot mount secret volumes")
 	}
-	program, err := r.unpack(ctx, ctr.GetImage(), localName(rev.GetName()))
+	if len(ctr.GetCommand()) > 0 {
+		return "", errors.New("the local runtime runs the image's entrypoint; the spec's command override is not supported")
+	}
+	program, cf, err := r.unpack(ctx, ctr.GetImage(), localName(rev.GetName()))
 	if err != nil {
 		f := ImageNotFound(ctr.GetImage())
 		f.Message += " " + err.Error()
@@ -110,13 +114,21 @@ func (r *LocalRuntime) Start(ctx context.Context, svc *runpb.Service, rev *runpb
 	for _, cp := range ctr.GetPorts() {
 		p.h2c = cp.GetName() == "h2c"
 	}
-	if len(ctr.GetCommand()) > 0 {
-		return "", errors.New("the local runtime runs the image's entrypoint; the spec's command override is not supported")
+	// As a container runtime does: the entrypoint, then the spec's args, or else the image's command.
+	args := append([]string{}, cf.Config.Entrypoint[1:]...)
+	if len(ctr.GetArgs()) > 0 {
+		args = append(args, ctr.GetArgs()...)
+	} else {
+		args = append(args, cf.Config.Cmd...)
 	}
-	p.cmd = exec.Command(program, ctr.GetArgs()...)
+	p.cmd = exec.Command(program, args...)
 	p.cmd.Env = append(append(append([]string{}, r.HostEnv...), env...), fmt.Sprintf("PORT=%d", port))
 	p.cmd.Stdout, p.cmd.Stderr = p.tail, p.tail
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Processes it leaves behind may hold its output open; do not wait on them once it has exited.
+	p.cmd.WaitDelay = time.Second
+	// A session of its own, so that stopping the revision reaches every process it started, as ending a
+	// container does; and it dies with this process.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		return "", fmt.Errorf("the container could not start: %w", err)
 	}
@@ -124,6 +136,9 @@ func (r *LocalRuntime) Start(ctx context.Context, svc *runpb.Service, rev *runpb
 
 	if err := p.probe(ctx, ctr.GetStartupProbe()); err != nil {
 		p.stop(5 * time.Second)
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
 		return "", &RevisionFailure{
 			RevisionReason: runpb.Condition_HEALTH_CHECK_CONTAINER_ERROR,
 			Message: fmt.Sprintf("The user-provided container failed the configured startup probe checks (%v). Last log lines:\n%s",
@@ -162,42 +177,43 @@ func (r *LocalRuntime) Close() {
 	wg.Wait()
 }
 
-// unpack pulls image and writes its entrypoint program, read from the topmost layer that holds it.
-func (r *LocalRuntime) unpack(ctx context.Context, image, revision string) (string, error) {
+// unpack pulls image and writes its entrypoint program, read from the topmost layer that holds it; it
+// returns the program's path and the image's config.
+func (r *LocalRuntime) unpack(ctx context.Context, image, revision string) (string, *v1.ConfigFile, error) {
 	ref, err := name.ParseReference(image, name.Insecure)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if _, ok := ref.(name.Digest); !ok {
-		return "", fmt.Errorf("the image is not pinned by digest")
+		return "", nil, fmt.Errorf("the image is not pinned by digest")
 	}
 	img, err := remote.Image(ref, append([]remote.Option{remote.WithContext(ctx)}, r.Remote...)...)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if len(cf.Config.Entrypoint) == 0 {
-		return "", errors.New("the image has no entrypoint")
+		return "", nil, errors.New("the image has no entrypoint")
 	}
 	entry := strings.TrimPrefix(path.Clean(cf.Config.Entrypoint[0]), "/")
 	layers, err := img.Layers()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	dst := filepath.Join(r.Dir, revision, filepath.Base(entry))
 	for i := len(layers) - 1; i >= 0; i-- {
 		found, err := extract(layers[i], entry, dst)
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		if found {
-			return dst, nil
+			return dst, cf, nil
 		}
 	}
-	return "", fmt.Errorf("no layer holds the entrypoint /%s", entry)
+	return "", nil, fmt.Errorf("no layer holds the entrypoint /%s", entry)
 }
 
 func extract(layer v1.Layer, file, dst string) (bool, error) {
@@ -235,7 +251,10 @@ func extract(layer v1.Layer, file, dst string) (bool, error) {
 
 // env is the container's declared environment with secrets resolved, plus Cloud Run's own variables.
 func (r *LocalRuntime) env(ctx context.Context, svc *runpb.Service, rev *runpb.Revision, ctr *runpb.Container) ([]string, error) {
-	project := strings.Split(svc.GetName(), "/")[1]
+	project := ""
+	if p := strings.Split(svc.GetName(), "/"); len(p) > 1 {
+		project = p[1]
+	}
 	out := []string{
 		"K_SERVICE=" + localName(svc.GetName()),
 		"K_REVISION=" + localName(rev.GetName()),
@@ -289,7 +308,11 @@ func (p *revisionProc) probe(ctx context.Context, pr *runpb.Probe) error {
 			return nil
 		}
 	}
-	time.Sleep(time.Duration(pr.GetInitialDelaySeconds()) * time.Second)
+	select {
+	case <-time.After(time.Duration(pr.GetInitialDelaySeconds()) * time.Second):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	var last error
 	for i := int32(0); i < threshold; i++ {
 		select {
@@ -332,29 +355,55 @@ func (p *revisionProc) reverseProxy() *httputil.ReverseProxy {
 			http.Error(w, "upstream connect error: "+err.Error(), http.StatusBadGateway)
 		},
 	}
-	if p.h2c {
-		rp.Transport = &http2.Transport{
-			AllowHTTP: true,
-			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, network, addr)
-			},
-		}
-	}
+	// HTTP/2 with prior knowledge to a container port named h2c, HTTP/1.1 to any other, as Cloud Run does.
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(!p.h2c)
+	protocols.SetUnencryptedHTTP2(p.h2c)
+	p.transport = &http.Transport{Protocols: protocols, MaxIdleConnsPerHost: 16}
+	rp.Transport = p.transport
 	return rp
 }
 
 // stop sends SIGTERM, as Cloud Run does when it retires an instance, then SIGKILL after grace.
+// Whatever the program left behind in its session is killed then, as the end of a container ends
+// every process in it.
 func (p *revisionProc) stop(grace time.Duration) {
 	p.once.Do(func() {
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+		pid := p.cmd.Process.Pid
+		_ = syscall.Kill(-pid, syscall.SIGTERM)
 		select {
 		case <-p.done:
 		case <-time.After(grace):
-			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
 			<-p.done
 		}
+		killSession(pid)
+		if p.transport != nil {
+			p.transport.CloseIdleConnections()
+		}
 	})
+}
+
+// killSession kills every process in session sid.
+func killSession(sid int) {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp session ...; comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(b[i+1:]))
+		if len(fields) > 3 && fields[3] == strconv.Itoa(sid) {
+			if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f))); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
 }
 
 // route points the service's front end at p. The revision it replaces keeps running until the Run
@@ -471,7 +520,7 @@ func (t *lineTail) Write(b []byte) (int, error) {
 	defer t.mu.Unlock()
 	t.buf = append(t.buf, b...)
 	for {
-		i := strings.IndexByte(string(t.buf), '\n')
+		i := bytes.IndexByte(t.buf, '\n')
 		if i < 0 {
 			break
 		}
