@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -121,5 +122,74 @@ func TestHandlerGates(t *testing.T) {
 		if rec.Code == 401 && rec.Header().Get("WWW-Authenticate") != wwwAuthenticate {
 			t.Errorf("401 without the challenge")
 		}
+	}
+	// Two Origin headers: refused whatever the method, even when one matches.
+	for _, method := range []string{"GET", "POST"} {
+		req := httptest.NewRequest(method, "/api/2.0/mlflow/experiments/search", nil)
+		req.Host = "mlflow.example.com"
+		req.Header.Set("Authorization", good)
+		req.Header["Origin"] = []string{"https://mlflow.example.com", "https://evil.example"}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 403 || !strings.Contains(rec.Body.String(), "Origin headers") {
+			t.Errorf("%s with two Origin headers: %d %s, want 403", method, rec.Code, rec.Body)
+		}
+	}
+}
+
+// TestHealthRouting: only the health path exactly as written is answered without credentials, by the
+// server itself, for any method; other spellings of it are ordinary requests, which need credentials.
+func TestHealthRouting(t *testing.T) {
+	t.Parallel()
+	var reached atomic.Int32
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		_, _ = io.WriteString(w, "from mlflow")
+	}))
+	defer upstream.Close()
+	h := &handler{auth: newBasicAuth("alice", "s3cret-password")}
+	h.mlflow.Store(newProxy(strings.TrimPrefix(upstream.URL, "http://"), true, newLogger(io.Discard, newRedactor())))
+	tests := []struct {
+		method, target string
+		want           int
+	}{
+		{"GET", "/health", 200},
+		{"HEAD", "/health", 200},
+		{"POST", "/health", 200},
+		{"GET", "/health?probe=1", 200},
+		{"GET", "/health/", 401},
+		{"GET", "//health", 401},
+		{"GET", "/health/../api/2.0/mlflow/experiments/search", 401},
+		{"GET", "/Health", 401},
+		{"GET", "/HEALTH", 401},
+		{"GET", "/%68ealth", 401},
+		{"GET", "/health%2F", 401},
+		{"GET", "/./health", 401},
+		{"HEAD", "/health/", 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
+			before := reached.Load()
+			// httptest.NewRequest parses the target as the server parses a request line.
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(tt.method, tt.target, nil))
+			if rec.Code != tt.want {
+				t.Errorf("status %d, want %d", rec.Code, tt.want)
+			}
+			if reached.Load() != before {
+				t.Error("the request reached MLflow")
+			}
+			if tt.want == 200 && ((tt.method != "HEAD" && rec.Body.String() != "OK") || rec.Header().Get("Cache-Control") != "no-store") {
+				t.Errorf("body %q, Cache-Control %q", rec.Body, rec.Header().Get("Cache-Control"))
+			}
+		})
+	}
+	// With credentials the other spellings are proxied like any path; the health path itself still never is.
+	req := httptest.NewRequest("GET", "/health", nil)
+	req.Header.Set("Authorization", basic("alice:s3cret-password"))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 200 || rec.Body.String() != "OK" || reached.Load() != 0 {
+		t.Errorf("health with credentials: %d %q, MLflow reached %d times", rec.Code, rec.Body, reached.Load())
 	}
 }
