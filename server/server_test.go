@@ -652,6 +652,44 @@ func TestWrongDatabasePassword(t *testing.T) {
 	}
 }
 
+// TestSchemaLockWaitTimeout: an instance that cannot get the schema lock within
+// DEPLOY_MLFLOW_MIGRATION_TIMEOUT (here a session that never lets go holds it) logs the timeout and exits
+// non-zero, rather than waiting until Cloud Run's startup probe gives up.
+func TestSchemaLockWaitTimeout(t *testing.T) {
+	needWorld(t)
+	db := newDatabase(t)
+	ctx := context.Background()
+	holder, err := pgx.Connect(ctx, world.pg.URL(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(ctx)
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock($1)", schemaLockKey); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	in := startInstance(t, db, "DEPLOY_MLFLOW_MIGRATION_TIMEOUT=3s")
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	code, err := in.Wait(wctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	out := strings.Join(in.Lines(), "\n")
+	if code == 0 || took < 3*time.Second {
+		t.Errorf("exit %d after %v, want non-zero after the 3s timeout", code, took)
+	}
+	for _, want := range []string{`"event":"schema-lock-wait"`, `"event":"schema-timeout"`, "DEPLOY_MLFLOW_MIGRATION_TIMEOUT", `"severity":"CRITICAL"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %s in the output:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "started MLflow") {
+		t.Errorf("MLflow started without the schema step:\n%s", out)
+	}
+}
+
 // stop sends SIGTERM and expects a clean exit, with none of MLflow's processes left.
 func stop(t *testing.T, in *instance) {
 	t.Helper()
