@@ -121,3 +121,35 @@ func TestLoadConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestAcceptedPasswordIsRedacted: every password the server accepts is long enough to be redacted wherever
+// it appears in a log line.
+func TestAcceptedPasswordIsRedacted(t *testing.T) {
+	t.Parallel()
+	if minPasswordLength < minLiteralSecret {
+		t.Fatalf("passwords of %d characters are accepted, but only secrets of %d bytes are redacted", minPasswordLength, minLiteralSecret)
+	}
+	for _, pw := range []string{"abcdefghijkl", "pässwörd-äöü", "correct horse battery staple"} {
+		c, err := loadConfig(testEnv(map[string]string{
+			"DEPLOY_MLFLOW_BACKEND_STORE_URI":     "sqlite:///mlflow.db",
+			"DEPLOY_MLFLOW_ARTIFACTS_DESTINATION": "/tmp/artifacts",
+			"DEPLOY_MLFLOW_USERNAME":              "alice",
+			"DEPLOY_MLFLOW_PASSWORD":              pw,
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := newRedactor(c.secrets()...).redact("said " + pw + " once"); strings.Contains(got, pw) {
+			t.Errorf("password %q not redacted: %q", pw, got)
+		}
+	}
+}
+
+// TestShutdownFitsCloudRun: the longest shutdown, the grace period at its most, MLflow's stop and the wait
+// for its last lines, ends before Cloud Run's SIGKILL, 10 s after SIGTERM.
+func TestShutdownFitsCloudRun(t *testing.T) {
+	t.Parallel()
+	if total := maxShutdownGrace + mlflowStopTimeout + relayDrainTimeout; total >= 10*time.Second || maxShutdownGrace != 7*time.Second {
+		t.Errorf("grace %v + MLflow stop %v + last lines %v = %v; want 7s of grace and less than 10s in all", maxShutdownGrace, mlflowStopTimeout, relayDrainTimeout, total)
+	}
+}

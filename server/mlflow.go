@@ -129,9 +129,9 @@ func startChild(log *logger, mlflow string, args, env []string) (*child, error) 
 	// The child leads a process group of its own, which holds whatever it starts (uvicorn's supervisor
 	// and workers below `mlflow server`); every way out of the server kills that group (stop,
 	// killChildren). Pdeathsig covers the one way the server cannot, being killed outright, and reaches
-	// only this direct child, not the processes below it. In the container, the server is the
-	// entrypoint, PID 1 of its PID namespace, and when it dies the kernel kills every process left in
-	// the namespace; in a local run, uvicorn can outlive a server killed with SIGKILL.
+	// only this direct child, not the processes below it. On Cloud Run that SIGKILL ends the instance,
+	// and its container with every process in it; in a local run, uvicorn can outlive a server killed
+	// with SIGKILL.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	c := &child{cmd: cmd, done: make(chan struct{})}
 	var readEnds, writeEnds []*os.File
