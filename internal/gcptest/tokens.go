@@ -347,14 +347,22 @@ func writeCredentials(dir, prefix string, b []byte) (string, error) {
 	return path, nil
 }
 
-// serveToken answers the JWT-bearer grant of Google's OAuth token endpoint.
-func (s *TokenServer) serveToken(w http.ResponseWriter, r *http.Request) {
+// postForm parses a token request's form, refusing anything but a well-formed POST as the endpoints do.
+func (s *TokenServer) postForm(w http.ResponseWriter, r *http.Request) bool {
 	if r.Method != http.MethodPost {
 		s.refuseOAuth(w, http.StatusMethodNotAllowed, "invalid_request", "The token endpoint only accepts POST.")
-		return
+		return false
 	}
 	if err := r.ParseForm(); err != nil {
 		s.refuseOAuth(w, http.StatusBadRequest, "invalid_request", "Malformed request body.")
+		return false
+	}
+	return true
+}
+
+// serveToken answers the JWT-bearer grant of Google's OAuth token endpoint.
+func (s *TokenServer) serveToken(w http.ResponseWriter, r *http.Request) {
+	if !s.postForm(w, r) {
 		return
 	}
 	if gt := r.PostForm.Get("grant_type"); gt != jwtBearerGrant {
@@ -472,12 +480,7 @@ func (s *TokenServer) serveOIDC(w http.ResponseWriter, r *http.Request) {
 
 // serveSTS answers the token exchange of Google's Security Token Service (sts.googleapis.com/v1/token).
 func (s *TokenServer) serveSTS(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		s.refuseOAuth(w, http.StatusMethodNotAllowed, "invalid_request", "The token endpoint only accepts POST.")
-		return
-	}
-	if err := r.ParseForm(); err != nil {
-		s.refuseOAuth(w, http.StatusBadRequest, "invalid_request", "Malformed request body.")
+	if !s.postForm(w, r) {
 		return
 	}
 	f := r.PostForm
