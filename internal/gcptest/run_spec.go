@@ -303,16 +303,6 @@ func defaultProbe(p *runpb.Probe, port int32) {
 	}
 }
 
-// ingressPort is the port of the container that receives requests.
-func ingressPort(t *runpb.RevisionTemplate) int32 {
-	for _, c := range t.GetContainers() {
-		if len(c.GetPorts()) > 0 {
-			return c.GetPorts()[0].GetContainerPort()
-		}
-	}
-	return 8080
-}
-
 // revisionSuffix is the random part of a generated revision name, e.g. "6hx" in mlflow-00001-6hx.
 func revisionSuffix() string {
 	const chars = "abcdefghijklmnopqrstuvwxyz0123456789"
