@@ -96,7 +96,7 @@ func (r *LocalRuntime) Start(ctx context.Context, svc *runpb.Service, rev *runpb
 	if len(ctr.GetCommand()) > 0 {
 		return "", errors.New("the local runtime runs the image's entrypoint; the spec's command override is not supported")
 	}
-	program, cf, err := r.unpack(ctx, ctr.GetImage(), localName(rev.GetName()))
+	program, cf, err := r.unpack(ctx, ctr.GetImage(), path.Base(rev.GetName()))
 	if err != nil {
 		f := ImageNotFound(ctr.GetImage())
 		f.Message += " " + err.Error()
@@ -110,7 +110,7 @@ func (r *LocalRuntime) Start(ctx context.Context, svc *runpb.Service, rev *runpb
 	if err != nil {
 		return "", err
 	}
-	p := &revisionProc{name: localName(rev.GetName()), port: port, done: make(chan struct{}), tail: newLineTail(40, r.Logs, localName(rev.GetName()))}
+	p := &revisionProc{name: path.Base(rev.GetName()), port: port, done: make(chan struct{}), tail: newLineTail(40, r.Logs, path.Base(rev.GetName()))}
 	for _, cp := range ctr.GetPorts() {
 		p.h2c = cp.GetName() == "h2c"
 	}
@@ -146,14 +146,14 @@ func (r *LocalRuntime) Start(ctx context.Context, svc *runpb.Service, rev *runpb
 		}
 	}
 	p.proxy = p.reverseProxy()
-	return r.route(localName(svc.GetName()), p)
+	return r.route(path.Base(svc.GetName()), p)
 }
 
 // Stop stops a revision that no longer receives traffic, as Cloud Run retires its instances.
 func (r *LocalRuntime) Stop(rev *runpb.Revision) {
 	r.mu.Lock()
-	p := r.procs[localName(rev.GetName())]
-	delete(r.procs, localName(rev.GetName()))
+	p := r.procs[path.Base(rev.GetName())]
+	delete(r.procs, path.Base(rev.GetName()))
 	r.mu.Unlock()
 	if p != nil {
 		p.stop(10 * time.Second)
@@ -256,9 +256,9 @@ func (r *LocalRuntime) env(ctx context.Context, svc *runpb.Service, rev *runpb.R
 		project = p[1]
 	}
 	out := []string{
-		"K_SERVICE=" + localName(svc.GetName()),
-		"K_REVISION=" + localName(rev.GetName()),
-		"K_CONFIGURATION=" + localName(svc.GetName()),
+		"K_SERVICE=" + path.Base(svc.GetName()),
+		"K_REVISION=" + path.Base(rev.GetName()),
+		"K_CONFIGURATION=" + path.Base(svc.GetName()),
 	}
 	for _, e := range ctr.GetEnv() {
 		ref := e.GetValueSource().GetSecretKeyRef()
@@ -498,8 +498,6 @@ func localFreePort() (int, error) {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
-
-func localName(n string) string { return n[strings.LastIndexByte(n, '/')+1:] }
 
 // lineTail keeps a process's last lines for error reports, and copies each line to a log.
 type lineTail struct {

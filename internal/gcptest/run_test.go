@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"strings"
 	"sync"
 	"testing"
@@ -85,8 +86,6 @@ func get(t *testing.T, c *run.ServicesClient) *runpb.Service {
 	return svc
 }
 
-func lastSegment(name string) string { return name[strings.LastIndex(name, "/")+1:] }
-
 func TestRunCreateFillsDefaults(t *testing.T) {
 	t.Parallel()
 	r, c, revs := runClients(t)
@@ -140,7 +139,7 @@ func TestRunCreateFillsDefaults(t *testing.T) {
 	if svc.Uid == "" || svc.Etag == "" || svc.CreateTime == nil || svc.UpdateTime == nil || len(svc.Conditions) == 0 {
 		t.Errorf("output-only fields missing: uid=%q etag=%q create=%v update=%v conditions=%v", svc.Uid, svc.Etag, svc.CreateTime, svc.UpdateTime, svc.Conditions)
 	}
-	revID := lastSegment(svc.LatestCreatedRevision)
+	revID := path.Base(svc.LatestCreatedRevision)
 	if svc.LatestReadyRevision != svc.LatestCreatedRevision || !strings.HasPrefix(svc.LatestCreatedRevision, testService+"/revisions/mlflow-00001-") || len(revID) != len("mlflow-00001-abc") {
 		t.Errorf("latest created %q, latest ready %q", svc.LatestCreatedRevision, svc.LatestReadyRevision)
 	}
@@ -311,7 +310,7 @@ func TestRunFailedRevision(t *testing.T) {
 		if rev.Containers[0].Image == "broken" {
 			return "", ContainerFailedToStart(8080)
 		}
-		return "http://127.0.0.1:9/" + lastSegment(rev.Name), nil
+		return "http://127.0.0.1:9/" + path.Base(rev.Name), nil
 	})
 	r, c, revs := runClients(t, WithRuntime(runtime))
 	good, err := create(t, c, mlflowService("good"))
@@ -429,7 +428,7 @@ type blockingRuntime struct {
 func (b *blockingRuntime) Start(ctx context.Context, _ *runpb.Service, rev *runpb.Revision) (string, error) {
 	select {
 	case <-b.release:
-		return "http://" + lastSegment(rev.Name), nil
+		return "http://" + path.Base(rev.Name), nil
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
@@ -438,7 +437,7 @@ func (b *blockingRuntime) Start(ctx context.Context, _ *runpb.Service, rev *runp
 func (b *blockingRuntime) Stop(rev *runpb.Revision) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.stopped = append(b.stopped, lastSegment(rev.Name))
+	b.stopped = append(b.stopped, path.Base(rev.Name))
 }
 
 func TestRunWaitsForTheRuntime(t *testing.T) {
@@ -470,7 +469,7 @@ func TestRunWaitsForTheRuntime(t *testing.T) {
 		rt.mu.Lock()
 		stopped := strings.Join(rt.stopped, ",")
 		rt.mu.Unlock()
-		if stopped == lastSegment(first.LatestReadyRevision) {
+		if stopped == path.Base(first.LatestReadyRevision) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -600,7 +599,7 @@ func TestRunListDeleteAndTraffic(t *testing.T) {
 
 	// Pin all traffic to the first revision, by its short name, with an update mask.
 	pinned := &runpb.Service{Name: testService, Traffic: []*runpb.TrafficTarget{{
-		Type: runpb.TrafficTargetAllocationType_TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION, Revision: lastSegment(first.LatestReadyRevision), Percent: 100}}}
+		Type: runpb.TrafficTargetAllocationType_TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION, Revision: path.Base(first.LatestReadyRevision), Percent: 100}}}
 	op, err := c.UpdateService(ctx, &runpb.UpdateServiceRequest{Service: pinned, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"traffic"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -609,7 +608,7 @@ func TestRunListDeleteAndTraffic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if svc.TrafficStatuses[0].Revision != lastSegment(first.LatestReadyRevision) || svc.Template.Containers[0].Image != "img:2" {
+	if svc.TrafficStatuses[0].Revision != path.Base(first.LatestReadyRevision) || svc.Template.Containers[0].Image != "img:2" {
 		t.Errorf("traffic %v, image %s; want traffic pinned and the template kept", svc.TrafficStatuses, svc.Template.Containers[0].Image)
 	}
 
@@ -623,7 +622,7 @@ func TestRunListDeleteAndTraffic(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		names = append(names, lastSegment(rev.Name)[:len("mlflow-00001")])
+		names = append(names, path.Base(rev.Name)[:len("mlflow-00001")])
 	}
 	if strings.Join(names, ",") != "mlflow-00002,mlflow-00001" {
 		t.Errorf("revisions = %v, want newest first", names)
