@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	secretmanager "cloud.google.com/go/secretmanager/apiv1"
@@ -234,7 +233,7 @@ func ReadOutputs(path string) (map[string]string, error) {
 // run's ID.
 func (c *Cloud) LogModel(ctx context.Context, trackingURI string, log io.Writer) (string, error) {
 	var out strings.Builder
-	cmd := exec.CommandContext(ctx, filepath.Join(c.Venv, "bin", "python"), filepath.Join(moduleRoot(), "testdata", "client.py"))
+	cmd := exec.CommandContext(ctx, filepath.Join(c.Venv, "bin", "python"), filepath.Join(testenv.ModuleRoot(), "testdata", "client.py"))
 	cmd.Env = append(os.Environ(),
 		"MLFLOW_TRACKING_URI="+trackingURI, "MLFLOW_TRACKING_USERNAME="+Username, "MLFLOW_TRACKING_PASSWORD="+c.Password,
 		"MLFLOW_DISABLE_TELEMETRY=true")
@@ -285,19 +284,13 @@ func build(ctx context.Context, dir string) (actionBin, serverBin string, err er
 	serverBin = filepath.Join(dir, "bin", "deploy-mlflow-server")
 	for _, b := range [][2]string{{actionBin, "."}, {serverBin, "./server"}} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", b[0], b[1])
-		cmd.Dir = moduleRoot()
+		cmd.Dir = testenv.ModuleRoot()
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return "", "", fmt.Errorf("go build %s: %w\n%s", b[1], err, out)
 		}
 	}
 	return actionBin, serverBin, nil
-}
-
-// moduleRoot is the repository's root, found from this file's path.
-func moduleRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
 func randomText(n int) string {

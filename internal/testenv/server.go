@@ -27,7 +27,7 @@ const ServerPackage = "github.com/deploy-mlflow/deploy-mlflow/server"
 func BuildServer(ctx context.Context, dir string) (string, error) {
 	out := filepath.Join(dir, "deploy-mlflow-server")
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, ServerPackage)
-	cmd.Dir = moduleRoot()
+	cmd.Dir = ModuleRoot()
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build %s: %w\n%s", ServerPackage, err, b)
@@ -35,9 +35,9 @@ func BuildServer(ctx context.Context, dir string) (string, error) {
 	return out, nil
 }
 
-// moduleRoot is the module's directory, found from this file's path, so that go build works from whatever
+// ModuleRoot is the module's directory, found from this file's path, so that go build works from whatever
 // directory a test or a demo runs in.
-func moduleRoot() string {
+func ModuleRoot() string {
 	_, file, _, ok := runtime.Caller(0)
 	if !ok {
 		return ""
