@@ -149,6 +149,7 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"no project", map[string]string{"INPUT_PROJECT_ID": ""}, "project_id", "google-github-actions/auth"},
 		{"project name", map[string]string{"INPUT_PROJECT_ID": "My Project"}, "project_id", "project ID"},
+		{"project from auth", map[string]string{"INPUT_PROJECT_ID": "", "GOOGLE_CLOUD_PROJECT": "My Project"}, "project_id", "read from GOOGLE_CLOUD_PROJECT"},
 		{"region", map[string]string{"INPUT_REGION": "us central"}, "region", "us-central1"},
 		{"service", map[string]string{"INPUT_SERVICE": "MLflow_Server"}, "service", "lowercase"},
 		{"no repository", map[string]string{"INPUT_REPOSITORY": ""}, "repository", "gcloud artifacts repositories create"},
@@ -176,6 +177,8 @@ func TestParseErrors(t *testing.T) {
 		{"secret root", map[string]string{"INPUT_SECRETS": "/creds=key"}, "secrets", "own directory"},
 		{"secret cloudsql", map[string]string{"INPUT_SECRETS": "/cloudsql/x=key"}, "secrets", "/cloudsql"},
 		{"secret dir shared", map[string]string{"INPUT_SECRETS": "/s/a=one,/s/b=two"}, "secrets", "one secret per directory"},
+		{"secret env name", map[string]string{"INPUT_SECRETS": "1KEY=key"}, "secrets", "environment variable name"},
+		{"secret ref", map[string]string{"INPUT_SECRETS": "KEY=key:v1"}, "secrets", "latest or a number"},
 		{"env form", map[string]string{"INPUT_ENV_VARS": "1BAD=x"}, "env_vars", "KEY=VALUE"},
 		{"env server name", map[string]string{"INPUT_ENV_VARS": "DEPLOY_MLFLOW_PASSWORD=x"}, "env_vars", "deploy-mlflow itself"},
 		{"env twice", map[string]string{"INPUT_ENV_VARS": "A=1", "INPUT_SECRETS": "A=sec"}, "env_vars", "also set by secrets"},
