@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -148,6 +149,7 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"no project", map[string]string{"INPUT_PROJECT_ID": ""}, "project_id", "google-github-actions/auth"},
 		{"project name", map[string]string{"INPUT_PROJECT_ID": "My Project"}, "project_id", "project ID"},
+		{"project from auth", map[string]string{"INPUT_PROJECT_ID": "", "GOOGLE_CLOUD_PROJECT": "My Project"}, "project_id", "read from GOOGLE_CLOUD_PROJECT"},
 		{"region", map[string]string{"INPUT_REGION": "us central"}, "region", "us-central1"},
 		{"service", map[string]string{"INPUT_SERVICE": "MLflow_Server"}, "service", "lowercase"},
 		{"no repository", map[string]string{"INPUT_REPOSITORY": ""}, "repository", "gcloud artifacts repositories create"},
@@ -175,6 +177,8 @@ func TestParseErrors(t *testing.T) {
 		{"secret root", map[string]string{"INPUT_SECRETS": "/creds=key"}, "secrets", "own directory"},
 		{"secret cloudsql", map[string]string{"INPUT_SECRETS": "/cloudsql/x=key"}, "secrets", "/cloudsql"},
 		{"secret dir shared", map[string]string{"INPUT_SECRETS": "/s/a=one,/s/b=two"}, "secrets", "one secret per directory"},
+		{"secret env name", map[string]string{"INPUT_SECRETS": "1KEY=key"}, "secrets", "environment variable name"},
+		{"secret ref", map[string]string{"INPUT_SECRETS": "KEY=key:v1"}, "secrets", "latest or a number"},
 		{"env form", map[string]string{"INPUT_ENV_VARS": "1BAD=x"}, "env_vars", "KEY=VALUE"},
 		{"env server name", map[string]string{"INPUT_ENV_VARS": "DEPLOY_MLFLOW_PASSWORD=x"}, "env_vars", "deploy-mlflow itself"},
 		{"env twice", map[string]string{"INPUT_ENV_VARS": "A=1", "INPUT_SECRETS": "A=sec"}, "env_vars", "also set by secrets"},
@@ -228,38 +232,96 @@ func TestParseErrors(t *testing.T) {
 func TestParseDoesNotEchoSecrets(t *testing.T) {
 	t.Parallel()
 	const password = "hunter2-Very-Secret"
-	for input, value := range map[string]string{
-		"INPUT_BACKEND_STORE_SECRET": "postgresql+psycopg2://mlflow:" + password + "@/mlflow?host=/cloudsql/p:r:i",
-		"INPUT_PASSWORD_SECRET":      password + " !",
-		"INPUT_SECRETS":              "API_KEY=" + password + " with spaces",
-		"INPUT_ENV_VARS":             "bad key=" + password,
+	for _, change := range []map[string]string{
+		{"INPUT_BACKEND_STORE_SECRET": "postgresql+psycopg2://mlflow:" + password + "@/mlflow?host=/cloudsql/p:r:i"},
+		{"INPUT_PASSWORD_SECRET": password + " !"},
+		{"INPUT_SECRETS": "API_KEY=" + password + " with spaces"},
+		{"INPUT_ENV_VARS": "bad key=" + password},
+		{"INPUT_AUTH": "iam", "INPUT_USERNAME_SECRET": "", "INPUT_PASSWORD_SECRET": password + " !"},
 	} {
 		env := validEnv()
-		env[input] = value
+		for k, v := range change {
+			env[k] = v
+		}
 		_, err := parse(env)
 		if err == nil {
-			t.Errorf("%s=%q was accepted", input, value)
+			t.Errorf("%v was accepted", change)
 			continue
 		}
 		if strings.Contains(err.Error(), password) {
-			t.Errorf("%s: the error shows the value: %v", input, err)
+			t.Errorf("%v: the error shows the value: %v", change, err)
 		}
 	}
 }
 
-func TestSizeProblem(t *testing.T) {
+// TestParseNumericBounds checks each bound of each numeric input: the value just inside is taken, the
+// value just outside is refused with an error that names the input and the valid range.
+func TestParseNumericBounds(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		cpu, memory string
-		ok          bool
+	get := map[string]func(*Config) string{
+		"min_instances": func(c *Config) string { return fmt.Sprint(c.MinInstances) },
+		"max_instances": func(c *Config) string { return fmt.Sprint(c.MaxInstances) },
+		"concurrency":   func(c *Config) string { return fmt.Sprint(c.Concurrency) },
+		"timeout":       func(c *Config) string { return c.Timeout.String() },
+		"wait_timeout":  func(c *Config) string { return c.WaitTimeout.String() },
+	}
+	maxed := map[string]string{"INPUT_MAX_INSTANCES": "1000"} // so that min_instances may reach its bound
+	cases := []struct {
+		input, value string
+		also         map[string]string
+		want         string // the parsed value, or "" when the value must be refused
+		says         string // what the refusal must say
 	}{
-		{"1", "512Mi", true}, {"1", "4Gi", true}, {"1", "4097Mi", false}, {"2", "8Gi", true}, {"2", "9Gi", false},
-		{"4", "16Gi", true}, {"4", "17Gi", false}, {"6", "24Gi", true}, {"6", "25Gi", false}, {"8", "32Gi", true},
-		{"4", "1Gi", false}, {"4", "2Gi", true}, {"6", "2Gi", false}, {"8", "4Gi", true},
-	} {
-		if got := SizeProblem(tc.cpu, tc.memory); (got == "") != tc.ok {
-			t.Errorf("SizeProblem(%s, %s) = %q, want ok=%v", tc.cpu, tc.memory, got, tc.ok)
-		}
+		{"min_instances", "-1", nil, "", "from 0 to 1000"},
+		{"min_instances", "0", nil, "0", ""},
+		{"min_instances", "1000", maxed, "1000", ""},
+		{"min_instances", "1001", maxed, "", "from 0 to 1000"},
+		{"max_instances", "0", nil, "", "from 1 to 1000"},
+		{"max_instances", "1", nil, "1", ""},
+		{"max_instances", "1000", nil, "1000", ""},
+		{"max_instances", "1001", nil, "", "from 1 to 1000"},
+		{"concurrency", "0", nil, "", "from 1 to 1000"},
+		{"concurrency", "1", nil, "1", ""},
+		{"concurrency", "1000", nil, "1000", ""},
+		{"concurrency", "1001", nil, "", "from 1 to 1000"},
+		{"timeout", "0", nil, "", "from 1s to 1h0m0s"},
+		{"timeout", "1", nil, "1s", ""},
+		{"timeout", "1500ms", nil, "", "whole seconds"},
+		{"timeout", "3600", nil, "1h0m0s", ""},
+		{"timeout", "1h", nil, "1h0m0s", ""},
+		{"timeout", "3601", nil, "", "from 1s to 1h0m0s"},
+		{"timeout", "1h0m1s", nil, "", "from 1s to 1h0m0s"},
+		{"wait_timeout", "29", nil, "", "from 30s to 2h0m0s"},
+		{"wait_timeout", "30s", nil, "30s", ""},
+		{"wait_timeout", "7200", nil, "2h0m0s", ""},
+		{"wait_timeout", "7201", nil, "", "from 30s to 2h0m0s"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.input+"="+tc.value, func(t *testing.T) {
+			t.Parallel()
+			env := validEnv()
+			env["INPUT_"+strings.ToUpper(tc.input)] = tc.value
+			for k, v := range tc.also {
+				env[k] = v
+			}
+			c, err := parse(env)
+			if tc.want != "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				if got := get[tc.input](c); got != tc.want {
+					t.Errorf("%s = %s, want %s", tc.input, got, tc.want)
+				}
+				return
+			}
+			ie := inputError(err, tc.input)
+			if ie == nil {
+				t.Fatalf("no error names input %s; got: %v", tc.input, err)
+			}
+			if ie.Value != tc.value || !strings.Contains(ie.Want, tc.says) {
+				t.Errorf("error %q should show %q and say %q", ie, tc.value, tc.says)
+			}
+		})
 	}
 }
 
@@ -282,24 +344,13 @@ func unjoin(err error) []error {
 	return []error{err}
 }
 
-func TestQuantities(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		in string
-		mi int
-		ok bool
-	}{{"2Gi", 2048, true}, {"512Mi", 512, true}, {"2G", 0, false}, {"Gi", 0, false}, {"0Mi", 0, false}} {
-		if mi, ok := MemoryMi(tc.in); mi != tc.mi || ok != tc.ok {
-			t.Errorf("MemoryMi(%q) = %d, %v; want %d, %v", tc.in, mi, ok, tc.mi, tc.ok)
+// inputError is the first *InputError in err that names input, or nil.
+func inputError(err error, input string) *InputError {
+	for _, e := range unjoin(err) {
+		var ie *InputError
+		if errors.As(e, &ie) && ie.Input == input {
+			return ie
 		}
 	}
-	for _, tc := range []struct {
-		in string
-		m  int
-		ok bool
-	}{{"1", 1000, true}, {"2000m", 2000, true}, {"3", 0, false}, {"0.5", 0, false}} {
-		if m, ok := CPUMillis(tc.in); m != tc.m || ok != tc.ok {
-			t.Errorf("CPUMillis(%q) = %d, %v; want %d, %v", tc.in, m, ok, tc.m, tc.ok)
-		}
-	}
+	return nil
 }
