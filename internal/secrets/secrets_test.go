@@ -43,9 +43,9 @@ func TestCheck(t *testing.T) {
 	}
 
 	ref := func(input, text string) config.SecretRef {
-		r, want := config.ParseSecretRef(text, project)
-		if want != "" {
-			t.Fatal(want)
+		r, err := config.ParseSecretRef(text, project)
+		if err != nil {
+			t.Fatal(err)
 		}
 		r.Input = input
 		return r
