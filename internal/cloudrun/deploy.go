@@ -39,6 +39,9 @@ func (e *RevisionError) Error() string {
 type Deployer struct {
 	Services  *run.ServicesClient
 	Revisions *run.RevisionsClient
+	// ProjectNumbers are the project numbers known (from Secret Manager), so that a secret Cloud Run
+	// names by its project number compares equal to the same secret named by project ID.
+	ProjectNumbers ProjectNumbers
 	// Logf reports progress; nil is silent.
 	Logf func(format string, args ...any)
 }
@@ -69,7 +72,7 @@ func (d *Deployer) deployOnce(ctx context.Context, desired *runpb.Service, wait 
 	default:
 		return nil, explain(err, desired.Name, "read")
 	}
-	changes := Changes(live, desired)
+	changes := Changes(live, desired, d.ProjectNumbers)
 	next := Apply(live, desired)
 	switch {
 	case len(changes) == 0 && serving(live):
