@@ -55,11 +55,14 @@ const maxConflicts = 3
 func (d *Deployer) Deploy(ctx context.Context, desired *runpb.Service, wait time.Duration) (*Result, error) {
 	for attempt := 1; ; attempt++ {
 		res, err := d.deployOnce(ctx, desired, wait)
-		if err != nil && isConflict(err) && attempt < maxConflicts {
+		switch {
+		case err == nil || !isConflict(err):
+			return res, err
+		case attempt < maxConflicts:
 			d.logf("the service changed while it was being updated (%v); reading it again", err)
-			continue
+		default:
+			return nil, fmt.Errorf("%w; gave up after %d attempts: run the deploy again once the other change to the service is done", err, maxConflicts)
 		}
-		return res, err
 	}
 }
 
