@@ -107,7 +107,7 @@ func TestDeployCreatesThenWritesNothingThenUpdates(t *testing.T) {
 	}
 	revs := w.run.Revisions(project, "us-central1", "mlflow")
 	if len(revs) != 2 || !strings.HasSuffix(revs[1].Name, res.Revision) {
-		t.Errorf("revisions = %v, want 2 with the latest %s", revs, res.Revision)
+		t.Errorf("%d revisions, want 2 with the latest %s", len(revs), res.Revision)
 	}
 	live, _ := w.run.Service(project, "us-central1", "mlflow")
 	if live.Template.Containers[0].Image != newImage {
@@ -201,8 +201,12 @@ func TestDeployRetriesAFailedRevision(t *testing.T) {
 	}
 	// Now it serves, so the next run writes nothing.
 	writes := w.run.Writes()
-	if res, err := w.d.Deploy(ctx, desiredFor(t, nil, testImage), time.Minute); err != nil || res.Updated || w.run.Writes() != writes {
-		t.Errorf("a run after a successful retry wrote: %+v, %v", res, err)
+	res, err = w.d.Deploy(ctx, desiredFor(t, nil, testImage), time.Minute)
+	if err != nil {
+		t.Fatalf("a run after a successful retry failed: %v", err)
+	}
+	if res.Updated || w.run.Writes() != writes {
+		t.Errorf("a run after a successful retry wrote: changes %v, writes %d, want none", res.Changes, w.run.Writes()-writes)
 	}
 }
 
@@ -242,7 +246,7 @@ func TestInvokers(t *testing.T) {
 			}
 		}
 		if public != step.public {
-			t.Errorf("step %d: policy public=%v, want %v: %v", i, public, step.public, policy)
+			t.Errorf("step %d: policy public=%v, want %v: bindings %v", i, public, step.public, policy.GetBindings())
 		}
 	}
 	if got := w.run.Writes() - writes; got != 2 {
