@@ -41,7 +41,9 @@ func TestClientOptionsOnTheWire(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer client.Close()
-			go func() { _, _ = client.GetService(ctx, &runpb.GetServiceRequest{Name: "projects/p/locations/us-central1/services/s"}) }()
+			go func() {
+				_, _ = client.GetService(ctx, &runpb.GetServiceRequest{Name: "projects/p/locations/us-central1/services/s"})
+			}()
 			select {
 			case got := <-first:
 				if !bytes.Equal(got, tc.first) {
