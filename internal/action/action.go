@@ -14,6 +14,7 @@ import (
 	secretmanager "cloud.google.com/go/secretmanager/apiv1"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/google"
 	"github.com/sethvargo/go-githubactions"
 	"golang.org/x/oauth2"
 
@@ -74,7 +75,7 @@ func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outpu
 	}
 
 	gh.Group("Secrets")
-	err = checkSecrets(ctx, getenv, ts, cfg, gh)
+	numbers, err := checkSecrets(ctx, getenv, ts, cfg, gh)
 	gh.EndGroup()
 	if err != nil {
 		return nil, err
@@ -88,7 +89,7 @@ func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outpu
 	}
 
 	gh.Group("Cloud Run")
-	res, err := deploy(ctx, getenv, ts, cfg, digest, gh)
+	res, err := deploy(ctx, getenv, ts, cfg, digest, numbers, gh)
 	gh.EndGroup()
 	if err != nil {
 		return nil, err
@@ -151,30 +152,34 @@ func progress(gh *githubactions.Action, interval time.Duration) func(v1.Update) 
 	}
 }
 
-func checkSecrets(ctx context.Context, getenv func(string) string, ts oauth2.TokenSource, cfg *config.Config, gh *githubactions.Action) error {
+// checkSecrets checks every secret version the service will read; it returns the numbers of their
+// projects, by which Cloud Run may name the secrets.
+func checkSecrets(ctx context.Context, getenv func(string) string, ts oauth2.TokenSource, cfg *config.Config, gh *githubactions.Action) (cloudrun.ProjectNumbers, error) {
 	opts, err := gcp.ClientOptions(getenv(gcp.SecretManagerEndpointEnv), ts)
 	if err != nil {
-		return fmt.Errorf("%s: %w", gcp.SecretManagerEndpointEnv, err)
+		return nil, fmt.Errorf("%s: %w", gcp.SecretManagerEndpointEnv, err)
 	}
 	client, err := secretmanager.NewClient(ctx, opts...)
 	if err != nil {
-		return fmt.Errorf("connecting to Secret Manager: %w", err)
+		return nil, fmt.Errorf("connecting to Secret Manager: %w", err)
 	}
 	defer client.Close()
 	refs := cfg.SecretRefs()
-	if err := secrets.Check(ctx, client, refs); err != nil {
-		return err
+	numbers, err := secrets.Check(ctx, client, refs)
+	if err != nil {
+		return nil, err
 	}
 	names := make([]string, len(refs))
 	for i, r := range refs {
 		names[i] = r.String()
 	}
 	gh.Infof("every secret version exists and is enabled: %s", strings.Join(names, ", "))
-	return nil
+	return numbers, nil
 }
 
 func buildAndPush(ctx context.Context, cfg *config.Config, binary string, tag name.Tag, ts oauth2.TokenSource, gh *githubactions.Action) (name.Digest, error) {
-	auth := image.WithAuth(tag.Registry, gcp.RegistryAuth(ts))
+	// Artifact Registry takes the access token as the password of user _token.
+	auth := image.WithAuth(tag.Registry, google.NewTokenSourceAuthenticator(ts))
 	gh.Infof("base image %s", cfg.BaseImage)
 	base, err := image.Base(ctx, cfg.BaseImage, auth)
 	if err != nil {
@@ -193,7 +198,8 @@ func buildAndPush(ctx context.Context, cfg *config.Config, binary string, tag na
 	return digest, nil
 }
 
-func deploy(ctx context.Context, getenv func(string) string, ts oauth2.TokenSource, cfg *config.Config, digest name.Digest, gh *githubactions.Action) (*cloudrun.Result, error) {
+func deploy(ctx context.Context, getenv func(string) string, ts oauth2.TokenSource, cfg *config.Config, digest name.Digest,
+	numbers cloudrun.ProjectNumbers, gh *githubactions.Action) (*cloudrun.Result, error) {
 	opts, err := gcp.ClientOptions(getenv(gcp.RunEndpointEnv), ts)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", gcp.RunEndpointEnv, err)
@@ -209,7 +215,7 @@ func deploy(ctx context.Context, getenv func(string) string, ts oauth2.TokenSour
 	}
 	defer revisions.Close()
 
-	d := &cloudrun.Deployer{Services: services, Revisions: revisions, Logf: gh.Infof}
+	d := &cloudrun.Deployer{Services: services, Revisions: revisions, ProjectNumbers: numbers, Logf: gh.Infof}
 	desired := cloudrun.Desired(cfg, digest.String())
 	res, err := d.Deploy(ctx, desired, cfg.WaitTimeout)
 	if err != nil {

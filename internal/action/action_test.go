@@ -24,6 +24,7 @@ import (
 	"github.com/deploy-mlflow/deploy-mlflow/internal/gcptest"
 	"github.com/deploy-mlflow/deploy-mlflow/internal/image"
 	"github.com/deploy-mlflow/deploy-mlflow/internal/secrets"
+	"github.com/deploy-mlflow/deploy-mlflow/internal/serverenv"
 	"github.com/deploy-mlflow/deploy-mlflow/internal/testenv"
 )
 
@@ -67,10 +68,11 @@ type cloud struct {
 	out      *bytes.Buffer
 }
 
+// newCloud starts the stand-ins; opts configure Cloud Run and Secret Manager.
 func newCloud(t *testing.T, runOpts ...gcptest.Option) *cloud {
 	t.Helper()
 	c := &cloud{tokens: gcptest.StartTokenServer(t), out: &bytes.Buffer{}}
-	c.secrets = gcptest.StartSecretManager(t, c.tokens)
+	c.secrets = gcptest.StartSecretManager(t, c.tokens, runOpts...)
 	for name, value := range map[string]string{
 		"DB_url": "postgresql+psycopg2://mlflow:pw@/mlflow?host=/cloudsql/p:r:i", "bucket_url": "gs://bucket/mlflow",
 		"mlflow_id": "admin", "mlflow_pass": "s3cret-Pa55",
@@ -197,6 +199,34 @@ func TestRunCreatesUpdatesAndRerunsWithoutWriting(t *testing.T) {
 	}
 	if strings.Contains(c.out.String(), "s3cret-Pa55") {
 		t.Error("the log shows a secret's value")
+	}
+}
+
+// TestRunMovedSecretIsDeployed checks that a secret moved to another project, same name, same commit,
+// is deployed: the running service must not keep reading the old project's secret.
+func TestRunMovedSecretIsDeployed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newCloud(t, gcptest.WithProject(project, gcptest.DefaultProjectNumber), gcptest.WithProject("other-project", "777777777777"))
+	if _, err := c.action(ctx); err != nil {
+		t.Fatalf("first deploy: %v\n%s", err, c.out)
+	}
+	c.secrets.AddSecret("other-project", "DB_url", []byte("postgresql+psycopg2://mlflow:pw@/mlflow?host=/cloudsql/p:r:other"))
+	c.env["INPUT_BACKEND_STORE_SECRET"] = "projects/other-project/secrets/DB_url"
+	writes := c.run.Writes()
+	if _, err := c.action(ctx); err != nil {
+		t.Fatalf("re-run with the secret moved: %v\n%s", err, c.out)
+	}
+	if c.run.Writes() == writes {
+		t.Errorf("the re-run wrote nothing to Cloud Run:\n%s", c.out)
+	}
+	svc, _ := c.run.Service(project, "us-central1", "mlflow")
+	for _, e := range svc.Template.Containers[0].Env {
+		if e.Name == serverenv.BackendStoreURI {
+			if got := e.GetValueSource().GetSecretKeyRef().GetSecret(); got != "projects/other-project/secrets/DB_url" {
+				t.Errorf("the service reads its backend store from %q, want projects/other-project/secrets/DB_url", got)
+			}
+		}
 	}
 }
 

@@ -39,6 +39,9 @@ func (e *RevisionError) Error() string {
 type Deployer struct {
 	Services  *run.ServicesClient
 	Revisions *run.RevisionsClient
+	// ProjectNumbers are the project numbers known (from Secret Manager), so that a secret Cloud Run
+	// names by its project number compares equal to the same secret named by project ID.
+	ProjectNumbers ProjectNumbers
 	// Logf reports progress; nil is silent.
 	Logf func(format string, args ...any)
 }
@@ -52,11 +55,14 @@ const maxConflicts = 3
 func (d *Deployer) Deploy(ctx context.Context, desired *runpb.Service, wait time.Duration) (*Result, error) {
 	for attempt := 1; ; attempt++ {
 		res, err := d.deployOnce(ctx, desired, wait)
-		if err != nil && isConflict(err) && attempt < maxConflicts {
+		switch {
+		case err == nil || !isConflict(err):
+			return res, err
+		case attempt < maxConflicts:
 			d.logf("the service changed while it was being updated (%v); reading it again", err)
-			continue
+		default:
+			return nil, fmt.Errorf("%w; gave up after %d attempts: run the deploy again once the other change to the service is done", err, maxConflicts)
 		}
-		return res, err
 	}
 }
 
@@ -69,7 +75,7 @@ func (d *Deployer) deployOnce(ctx context.Context, desired *runpb.Service, wait 
 	default:
 		return nil, explain(err, desired.Name, "read")
 	}
-	changes := Changes(live, desired)
+	changes := Changes(live, desired, d.ProjectNumbers)
 	next := Apply(live, desired)
 	switch {
 	case len(changes) == 0 && serving(live):

@@ -3,12 +3,19 @@ package cloudrun
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	run "cloud.google.com/go/run/apiv2"
 	"cloud.google.com/go/run/apiv2/runpb"
+	"golang.org/x/oauth2"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/deploy-mlflow/deploy-mlflow/internal/gcp"
 	"github.com/deploy-mlflow/deploy-mlflow/internal/gcptest"
@@ -18,9 +25,10 @@ const project = gcptest.DefaultProjectID
 
 // world is a Run stand-in and a Deployer that reaches it with real credentials.
 type world struct {
-	run *gcptest.Run
-	d   *Deployer
-	log *strings.Builder
+	tokens *gcptest.TokenServer
+	run    *gcptest.Run
+	d      *Deployer
+	log    *strings.Builder
 }
 
 func newWorld(t *testing.T, opts ...gcptest.Option) *world {
@@ -45,7 +53,7 @@ func newWorld(t *testing.T, opts ...gcptest.Option) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { services.Close(); revisions.Close() })
-	w := &world{run: r, log: &strings.Builder{}}
+	w := &world{tokens: tokens, run: r, log: &strings.Builder{}}
 	w.d = &Deployer{Services: services, Revisions: revisions, Logf: func(f string, a ...any) {
 		w.log.WriteString(strings.TrimSpace(strings.ReplaceAll(f, "%", "")) + "\n")
 	}}
@@ -99,7 +107,7 @@ func TestDeployCreatesThenWritesNothingThenUpdates(t *testing.T) {
 	}
 	revs := w.run.Revisions(project, "us-central1", "mlflow")
 	if len(revs) != 2 || !strings.HasSuffix(revs[1].Name, res.Revision) {
-		t.Errorf("revisions = %v, want 2 with the latest %s", revs, res.Revision)
+		t.Errorf("%d revisions, want 2 with the latest %s", len(revs), res.Revision)
 	}
 	live, _ := w.run.Service(project, "us-central1", "mlflow")
 	if live.Template.Containers[0].Image != newImage {
@@ -193,8 +201,12 @@ func TestDeployRetriesAFailedRevision(t *testing.T) {
 	}
 	// Now it serves, so the next run writes nothing.
 	writes := w.run.Writes()
-	if res, err := w.d.Deploy(ctx, desiredFor(t, nil, testImage), time.Minute); err != nil || res.Updated || w.run.Writes() != writes {
-		t.Errorf("a run after a successful retry wrote: %+v, %v", res, err)
+	res, err = w.d.Deploy(ctx, desiredFor(t, nil, testImage), time.Minute)
+	if err != nil {
+		t.Fatalf("a run after a successful retry failed: %v", err)
+	}
+	if res.Updated || w.run.Writes() != writes {
+		t.Errorf("a run after a successful retry wrote: changes %v, writes %d, want none", res.Changes, w.run.Writes()-writes)
 	}
 }
 
@@ -234,7 +246,7 @@ func TestInvokers(t *testing.T) {
 			}
 		}
 		if public != step.public {
-			t.Errorf("step %d: policy public=%v, want %v: %v", i, public, step.public, policy)
+			t.Errorf("step %d: policy public=%v, want %v: bindings %v", i, public, step.public, policy.GetBindings())
 		}
 	}
 	if got := w.run.Writes() - writes; got != 2 {
@@ -265,3 +277,150 @@ func TestDeployUnknownProject(t *testing.T) {
 		t.Errorf("want an error naming the service and no write, got %v", err)
 	}
 }
+
+// TestDeployRerunAfterFailedDeployDoesNotReportTheOldRevision checks the sequence good deploy, failed
+// deploy, re-run: the failed revision's spec is what was asked for, but the old revision still serves,
+// so the re-run must not report success (here the new image still fails, so it must fail again).
+func TestDeployRerunAfterFailedDeployDoesNotReportTheOldRevision(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	badImage := strings.Replace(testImage, "0001", "0003", 1)
+	w := newWorld(t, gcptest.WithRuntime(gcptest.RuntimeFunc(func(_ context.Context, _ *runpb.Service, rev *runpb.Revision) (string, error) {
+		if rev.GetContainers()[0].GetImage() == badImage {
+			return "", gcptest.ContainerFailedToStart(8080)
+		}
+		return "", nil
+	})))
+	good, err := w.d.Deploy(ctx, desiredFor(t, nil, testImage), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.d.Deploy(ctx, desiredFor(t, nil, badImage), time.Minute); err == nil {
+		t.Fatal("a deploy whose revision fails reported success")
+	}
+	res, err := w.d.Deploy(ctx, desiredFor(t, nil, badImage), time.Minute)
+	var re *RevisionError
+	if !errors.As(err, &re) {
+		served := ""
+		if res != nil {
+			served = res.Revision
+		}
+		t.Fatalf("the re-run reported revision %q, error %v; want a *RevisionError, since the image it asks for cannot serve (the old revision %s still does)",
+			served, err, good.Revision)
+	}
+	if re.Revision == good.Revision {
+		t.Errorf("the error names the old revision %s, not the failed one", re.Revision)
+	}
+}
+
+// TestDeployRetriesWriteConflicts makes another writer change the service (which changes its etag) just
+// before each of the first n updates the deployer sends, so that Cloud Run refuses them with ABORTED. The
+// deploy reads the service again after each conflict, up to three attempts in all.
+func TestDeployRetriesWriteConflicts(t *testing.T) {
+	t.Parallel()
+	const attempts = 3
+	for _, n := range []int{1, 2, attempts} {
+		t.Run(fmt.Sprintf("%d conflicts", n), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			w := newWorld(t)
+			if _, err := w.d.Deploy(ctx, desiredFor(t, nil, testImage), time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			var updates, conflicts int
+			other := func() error { // the other writer, on a connection of its own
+				conflicts++
+				live, err := w.d.Services.GetService(ctx, &runpb.GetServiceRequest{Name: Name(project, "us-central1", "mlflow")})
+				if err != nil {
+					return err
+				}
+				live.Labels[fmt.Sprintf("other-writer-%d", conflicts)] = "was-here"
+				op, err := w.d.Services.UpdateService(ctx, &runpb.UpdateServiceRequest{Service: live})
+				if err == nil {
+					_, err = op.Wait(ctx)
+				}
+				return err
+			}
+			d := w.deployerWith(t, func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+				if method == "/google.cloud.run.v2.Services/UpdateService" {
+					updates++
+					if conflicts < n {
+						if err := other(); err != nil {
+							return fmt.Errorf("the other writer failed: %w", err)
+						}
+					}
+				}
+				return invoker(ctx, method, req, reply, cc, opts...)
+			})
+
+			newImage := strings.Replace(testImage, "0001", "0002", 1)
+			_, err := d.Deploy(ctx, desiredFor(t, nil, newImage), time.Minute)
+			live, _ := w.run.Service(project, "us-central1", "mlflow")
+			if n >= attempts {
+				if err == nil || !strings.Contains(err.Error(), "service mlflow was changed by someone else") || !strings.Contains(err.Error(), "after 3 attempts") ||
+					status.Code(errors.Unwrap(err)) != codes.Aborted {
+					t.Errorf("after %d conflicts: want an error saying someone else changed service mlflow and the deploy gave up after 3 attempts, got %v", n, err)
+				}
+				if updates != attempts {
+					t.Errorf("sent %d updates, want %d (one per attempt)", updates, attempts)
+				}
+				if live.Template.Containers[0].Image == newImage {
+					t.Error("the failed deploy changed the image")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("after %d conflicts the deploy failed: %v", n, err)
+			}
+			if updates != n+1 {
+				t.Errorf("sent %d updates, want %d", updates, n+1)
+			}
+			// The deploy re-read the service each time: nothing the other writer set was lost.
+			for i := 1; i <= n; i++ {
+				if k := fmt.Sprintf("other-writer-%d", i); live.Labels[k] != "was-here" {
+					t.Errorf("the other writer's label %s was overwritten: labels %v", k, live.Labels)
+				}
+			}
+			if live.Template.Containers[0].Image != newImage {
+				t.Errorf("live image = %s, want %s", live.Template.Containers[0].Image, newImage)
+			}
+		})
+	}
+}
+
+// deployerWith is a Deployer for w's Cloud Run whose calls pass through intercept.
+func (w *world) deployerWith(t *testing.T, intercept grpc.UnaryClientInterceptor) *Deployer {
+	t.Helper()
+	ts, err := w.tokens.TokenSource(context.Background(), project, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(w.run.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(bearer{ts}), grpc.WithUnaryInterceptor(intercept))
+	if err != nil {
+		t.Fatal(err)
+	}
+	services, err := run.NewServicesClient(context.Background(), option.WithGRPCConn(conn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	revisions, err := run.NewRevisionsClient(context.Background(), option.WithGRPCConn(conn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { services.Close(); revisions.Close(); conn.Close() })
+	return &Deployer{Services: services, Revisions: revisions}
+}
+
+// bearer sends an access token over the plaintext loopback connection.
+type bearer struct{ ts oauth2.TokenSource }
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	tok, err := b.ts.Token()
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"authorization": "Bearer " + tok.AccessToken}, nil
+}
+
+func (bearer) RequireTransportSecurity() bool { return false }

@@ -2,7 +2,6 @@ package cloudrun
 
 import (
 	"maps"
-	"path"
 	"slices"
 
 	"cloud.google.com/go/run/apiv2/runpb"
@@ -14,8 +13,9 @@ import (
 // Changes lists the fields the action sets that differ between the live service and the desired one;
 // none means no update is needed. Cloud Run returns more than it was sent (server-side defaults,
 // output-only fields, names with the project number), so only the fields Desired sets are compared,
-// each in a normal form.
-func Changes(live, desired *runpb.Service) []string {
+// each in a normal form; numbers are the project numbers known to the caller.
+func Changes(live, desired *runpb.Service, numbers ProjectNumbers) []string {
+	names := newSecretNames(live.GetName(), desired.GetName(), numbers)
 	var out []string
 	add := func(field string, same bool) {
 		if !same {
@@ -36,7 +36,7 @@ func Changes(live, desired *runpb.Service) []string {
 		lt.GetScaling().GetMaxInstanceCount() == dt.GetScaling().GetMaxInstanceCount())
 	add("timeout", lt.GetTimeout().AsDuration() == dt.GetTimeout().AsDuration())
 	add("concurrency", lt.GetMaxInstanceRequestConcurrency() == dt.GetMaxInstanceRequestConcurrency())
-	add("volumes", sameVolumes(lt.GetVolumes(), dt.GetVolumes()))
+	add("volumes", sameVolumes(names, lt.GetVolumes(), dt.GetVolumes()))
 
 	if len(lt.GetContainers()) != 1 {
 		return append(out, "containers")
@@ -45,7 +45,7 @@ func Changes(live, desired *runpb.Service) []string {
 	add("image", lc.GetImage() == dc.GetImage())
 	add("container.name", lc.GetName() == dc.GetName())
 	add("ports", samePorts(lc.GetPorts(), dc.GetPorts()))
-	add("env", sameEnv(lc.GetEnv(), dc.GetEnv()))
+	add("env", sameEnv(names, lc.GetEnv(), dc.GetEnv()))
 	add("resources", sameResources(lc.GetResources(), dc.GetResources()))
 	add("startup_probe", sameProbe(lc.GetStartupProbe(), dc.GetStartupProbe()))
 	add("volume_mounts", sameMounts(lc.GetVolumeMounts(), dc.GetVolumeMounts()))
@@ -96,17 +96,13 @@ func samePorts(live, desired []*runpb.ContainerPort) bool {
 	})
 }
 
-func sameEnv(live, desired []*runpb.EnvVar) bool {
+func sameEnv(names secretNames, live, desired []*runpb.EnvVar) bool {
 	return slices.EqualFunc(live, desired, func(l, d *runpb.EnvVar) bool {
 		lr, dr := l.GetValueSource().GetSecretKeyRef(), d.GetValueSource().GetSecretKeyRef()
 		return l.GetName() == d.GetName() && l.GetValue() == d.GetValue() && (lr == nil) == (dr == nil) &&
-			lr.GetVersion() == dr.GetVersion() && sameSecret(lr.GetSecret(), dr.GetSecret())
+			lr.GetVersion() == dr.GetVersion() && (lr == nil || names.same(lr.GetSecret(), dr.GetSecret()))
 	})
 }
-
-// sameSecret compares secret names by their IDs: Cloud Run may answer projects/NUMBER/secrets/S where it
-// was sent S, and the action cannot tell a project's number from its ID.
-func sameSecret(live, desired string) bool { return path.Base(live) == path.Base(desired) }
 
 func sameResources(live, desired *runpb.ResourceRequirements) bool {
 	lm, lok := config.MemoryMi(live.GetLimits()["memory"])
@@ -131,7 +127,7 @@ func sameMounts(live, desired []*runpb.VolumeMount) bool {
 	})
 }
 
-func sameVolumes(live, desired []*runpb.Volume) bool {
+func sameVolumes(names secretNames, live, desired []*runpb.Volume) bool {
 	return slices.EqualFunc(live, desired, func(l, d *runpb.Volume) bool {
 		if l.GetName() != d.GetName() {
 			return false
@@ -140,7 +136,7 @@ func sameVolumes(live, desired []*runpb.Volume) bool {
 			return slices.Equal(l.GetCloudSqlInstance().GetInstances(), d.GetCloudSqlInstance().GetInstances())
 		}
 		ls, ds := l.GetSecret(), d.GetSecret()
-		return ls != nil && sameSecret(ls.GetSecret(), ds.GetSecret()) &&
+		return ls != nil && names.same(ls.GetSecret(), ds.GetSecret()) &&
 			slices.EqualFunc(ls.GetItems(), ds.GetItems(), func(li, di *runpb.VersionToPath) bool {
 				return li.GetPath() == di.GetPath() && li.GetVersion() == di.GetVersion()
 			})

@@ -4,8 +4,13 @@ import (
 	"testing"
 
 	"cloud.google.com/go/run/apiv2/runpb"
+	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
 )
+
+// numbers is what the action knows of the test project: my-project is number 123456.
+var numbers = ProjectNumbers{"my-project": "123456"}
 
 // live imitates what Cloud Run answers for a service it was sent: defaults filled in, output-only
 // fields set, and secret names with the project number.
@@ -31,14 +36,14 @@ func TestChanges(t *testing.T) {
 	c := testConfig(t, map[string]string{"INPUT_CLOUDSQL_INSTANCES": "my-project:us-central1:db", "INPUT_SECRETS": "/s/k=key",
 		"INPUT_SERVICE_ACCOUNT": "mlflow@my-project.iam.gserviceaccount.com"})
 	desired := Desired(c, testImage)
-	if got := Changes(live(desired), desired); len(got) != 0 {
+	if got := Changes(live(desired), desired, numbers); len(got) != 0 {
 		t.Fatalf("an identical service (as Cloud Run returns it) shows changes: %v", got)
 	}
 	// Defaults Cloud Run may add to what was sent are not changes.
 	l := live(desired)
 	l.Template.Containers[0].StartupProbe.GetHttpGet().HttpHeaders = nil
 	l.Template.Containers[0].Resources.Limits["nvidia.com/gpu"] = "0"
-	if got := Changes(l, desired); len(got) != 0 {
+	if got := Changes(l, desired, numbers); len(got) != 0 {
 		t.Errorf("server-side defaults show as changes: %v", got)
 	}
 	cases := []struct {
@@ -78,9 +83,8 @@ func TestChanges(t *testing.T) {
 	for _, tc := range cases {
 		l := live(desired)
 		tc.change(l)
-		got := Changes(l, desired)
-		if len(got) != 1 || got[0] != tc.field {
-			t.Errorf("changing %s: Changes = %v", tc.field, got)
+		if diff := cmp.Diff([]string{tc.field}, Changes(l, desired, numbers)); diff != "" {
+			t.Errorf("changing %s: Changes (-want +got):\n%s", tc.field, diff)
 		}
 	}
 }
@@ -93,17 +97,77 @@ func TestApplyKeepsWhatItDoesNotManage(t *testing.T) {
 	desired := Desired(c, testImage)
 
 	out := Apply(l, desired)
-	if len(Changes(out, desired)) != 0 {
-		t.Errorf("Apply's result still differs: %v", Changes(out, desired))
+	if got := Changes(out, desired, numbers); len(got) != 0 {
+		t.Errorf("Apply's result still differs: %v", got)
 	}
-	if out.Etag != "etag-1" || out.Labels["added-by-hand"] != "yes" || out.Annotations["run.googleapis.com/ingress"] != "all" ||
-		out.Template.ExecutionEnvironment != runpb.ExecutionEnvironment_EXECUTION_ENVIRONMENT_GEN2 {
-		t.Errorf("Apply dropped live fields: %v", out)
+	// Only the image changed, so the result is the live service (etag, labels and annotations set by
+	// hand, Cloud Run's defaults) with the desired container and no fixed revision name.
+	want := live(old)
+	want.Template.Containers = desired.Template.Containers
+	want.Template.Revision = ""
+	if diff := cmp.Diff(want, out, protocmp.Transform()); diff != "" {
+		t.Errorf("Apply (-want +got):\n%s", diff)
 	}
-	if out.Template.Revision != "" {
-		t.Errorf("Apply kept the fixed revision name %q", out.Template.Revision)
+	if diff := cmp.Diff(live(old), l, protocmp.Transform()); diff != "" {
+		t.Errorf("Apply changed the live service it was given (-before +after):\n%s", diff)
 	}
-	if l.Template.Containers[0].Image != "old@sha256:1" {
-		t.Error("Apply changed the live service it was given")
+}
+
+// TestChangesSecretReference checks that a secret reference compares by project and secret, whichever
+// form names them: Cloud Run may answer projects/NUMBER/secrets/S for a secret it was sent as S or as
+// projects/ID/secrets/S. A secret moved to another project is a change.
+func TestChangesSecretReference(t *testing.T) {
+	t.Parallel()
+	const own = "projects/my-project/locations/us-central1/services/mlflow"
+	cases := []struct {
+		name            string
+		desired, live   string
+		liveServiceName string // as Cloud Run answered it; own when empty
+		numbers         ProjectNumbers
+		same            bool
+	}{
+		{"short form both", "DB_url", "DB_url", "", numbers, true},
+		{"answered with the project number", "DB_url", "projects/123456/secrets/DB_url", "", numbers, true},
+		{"answered with the project ID", "DB_url", "projects/my-project/secrets/DB_url", "", numbers, true},
+		{"sent in full with the ID", "projects/my-project/secrets/DB_url", "projects/123456/secrets/DB_url", "", numbers, true},
+		{"sent in full with the number", "projects/123456/secrets/DB_url", "DB_url", "", numbers, true},
+		{"number learnt from the service's name", "DB_url", "projects/123456/secrets/DB_url",
+			"projects/123456/locations/us-central1/services/mlflow", nil, true},
+		{"another project's secret answered with its number", "projects/other-project/secrets/DB_url", "projects/777/secrets/DB_url", "",
+			ProjectNumbers{"my-project": "123456", "other-project": "777"}, true},
+
+		{"another secret", "DB_url", "DB_url_old", "", numbers, false},
+		{"another secret, full form", "DB_url", "projects/123456/secrets/DB_url_old", "", numbers, false},
+		{"moved to another project", "projects/other-project/secrets/DB_url", "DB_url", "", numbers, false},
+		{"moved to another project, answered with the number", "projects/other-project/secrets/DB_url", "projects/123456/secrets/DB_url", "", numbers, false},
+		{"moved back to the own project", "DB_url", "projects/other-project/secrets/DB_url", "", numbers, false},
+		{"an unknown project number", "DB_url", "projects/999/secrets/DB_url", "", numbers, false},
+	}
+	c := testConfig(t, map[string]string{"INPUT_SECRETS": "/s/k=key"})
+	for _, tc := range cases {
+		for _, where := range []struct {
+			field string
+			set   func(s *runpb.Service, secret string)
+		}{
+			{"env", func(s *runpb.Service, secret string) {
+				s.Template.Containers[0].Env[0].GetValueSource().GetSecretKeyRef().Secret = secret
+			}},
+			{"volumes", func(s *runpb.Service, secret string) { s.Template.Volumes[0].GetSecret().Secret = secret }},
+		} {
+			desired := Desired(c, testImage)
+			where.set(desired, tc.desired)
+			l := proto.Clone(desired).(*runpb.Service)
+			where.set(l, tc.live)
+			if tc.liveServiceName != "" {
+				l.Name = tc.liveServiceName
+			}
+			var want []string
+			if !tc.same {
+				want = []string{where.field}
+			}
+			if diff := cmp.Diff(want, Changes(l, desired, tc.numbers)); diff != "" {
+				t.Errorf("%s (%s): desired %s, live %s: Changes (-want +got):\n%s", tc.name, where.field, tc.desired, tc.live, diff)
+			}
+		}
 	}
 }

@@ -5,7 +5,10 @@ import (
 	"time"
 
 	"cloud.google.com/go/run/apiv2/runpb"
+	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/deploy-mlflow/deploy-mlflow/internal/config"
 	"github.com/deploy-mlflow/deploy-mlflow/internal/serverenv"
@@ -51,60 +54,54 @@ func TestDesired(t *testing.T) {
 		"INPUT_SERVICE_ACCOUNT":    "mlflow@my-project.iam.gserviceaccount.com",
 		"INPUT_LABELS":             "team=ml",
 	})
-	s := Desired(c, testImage)
-
-	if s.Name != "projects/my-project/locations/us-central1/services/mlflow" {
-		t.Errorf("name = %s", s.Name)
+	secret := func(name, secret, version string) *runpb.EnvVar {
+		return &runpb.EnvVar{Name: name, Values: &runpb.EnvVar_ValueSource{ValueSource: &runpb.EnvVarSource{
+			SecretKeyRef: &runpb.SecretKeySelector{Secret: secret, Version: version}}}}
 	}
-	if s.Labels["managed-by"] != "deploy-mlflow" || s.Labels["commit-sha"] != c.Commit || s.Labels["team"] != "ml" {
-		t.Errorf("labels = %v", s.Labels)
+	plain := func(name, value string) *runpb.EnvVar {
+		return &runpb.EnvVar{Name: name, Values: &runpb.EnvVar_Value{Value: value}}
 	}
-	tpl := s.Template
-	if tpl.ServiceAccount != c.ServiceAccount || tpl.Scaling.MaxInstanceCount != 3 || tpl.Timeout.AsDuration() != 300*time.Second ||
-		tpl.MaxInstanceRequestConcurrency != 80 {
-		t.Errorf("template = %v", tpl)
+	want := &runpb.Service{
+		Name:   "projects/my-project/locations/us-central1/services/mlflow",
+		Labels: map[string]string{"managed-by": "deploy-mlflow", "commit-sha": c.Commit, "team": "ml"},
+		Template: &runpb.RevisionTemplate{
+			ServiceAccount:                "mlflow@my-project.iam.gserviceaccount.com",
+			Scaling:                       &runpb.RevisionScaling{MaxInstanceCount: 3},
+			Timeout:                       durationpb.New(300 * time.Second),
+			MaxInstanceRequestConcurrency: 80,
+			Containers: []*runpb.Container{{
+				Name:  "mlflow",
+				Image: testImage,
+				// h2c: HTTP/2 end to end, without HTTP/1's 32 MiB request limit.
+				Ports: []*runpb.ContainerPort{{Name: "h2c", ContainerPort: 8080}},
+				Env: []*runpb.EnvVar{
+					// Secrets in the service's project by ID, others by full name; PORT is Cloud Run's.
+					secret(serverenv.BackendStoreURI, "DB_url", "latest"),
+					secret(serverenv.ArtifactsDestination, "bucket_url", "2"),
+					plain(serverenv.Auth, "basic"),
+					secret(serverenv.Username, "mlflow_id", "latest"),
+					secret(serverenv.Password, "projects/the-vault/secrets/mlflow_pass", "latest"),
+					secret("API_KEY", "api_key", "4"),
+					plain("MLFLOW_WORKERS", "3"),
+				},
+				// CpuIdle keeps request-only billing, which setting resources would otherwise turn off.
+				Resources: &runpb.ResourceRequirements{Limits: map[string]string{"cpu": "1", "memory": "2Gi"}, CpuIdle: true, StartupCpuBoost: true},
+				// 3 s apart, 80 times: 240 s, Cloud Run's limit for a startup probe.
+				StartupProbe: &runpb.Probe{TimeoutSeconds: 2, PeriodSeconds: 3, FailureThreshold: 80,
+					ProbeType: &runpb.Probe_HttpGet{HttpGet: &runpb.HTTPGetAction{Path: serverenv.HealthPath, Port: 8080}}},
+				VolumeMounts: []*runpb.VolumeMount{{Name: "cloudsql", MountPath: "/cloudsql"}, {Name: "secret-1", MountPath: "/secrets"}},
+			}},
+			Volumes: []*runpb.Volume{
+				{Name: "cloudsql", VolumeType: &runpb.Volume_CloudSqlInstance{CloudSqlInstance: &runpb.CloudSqlInstance{Instances: []string{"my-project:us-central1:db"}}}},
+				// One volume per directory: Cloud Run mounts a secret as a directory of its versions.
+				{Name: "secret-1", VolumeType: &runpb.Volume_Secret{Secret: &runpb.SecretVolumeSource{Secret: "sa_key", Items: []*runpb.VersionToPath{
+					{Path: "creds.json", Version: "latest"}, {Path: "other.json", Version: "2"}}}}},
+			},
+		},
+		Traffic: []*runpb.TrafficTarget{{Type: runpb.TrafficTargetAllocationType_TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, Percent: 100}},
 	}
-	ctr := tpl.Containers[0]
-	if ctr.Image != testImage || ctr.Ports[0].Name != "h2c" || ctr.Ports[0].ContainerPort != 8080 {
-		t.Errorf("container = %v", ctr)
-	}
-	if r := ctr.Resources; r.Limits["memory"] != "2Gi" || r.Limits["cpu"] != "1" || !r.CpuIdle || !r.StartupCpuBoost {
-		t.Errorf("resources = %v", r)
-	}
-	if p := ctr.StartupProbe; p.GetHttpGet().GetPath() != serverenv.HealthPath || p.GetHttpGet().GetPort() != ctr.Ports[0].ContainerPort ||
-		p.PeriodSeconds*p.FailureThreshold > 240 || p.TimeoutSeconds > p.PeriodSeconds {
-		t.Errorf("startup probe = %v", p)
-	}
-
-	env := envByName(ctr)
-	secret := func(name, wantSecret, wantVersion string) {
-		t.Helper()
-		ref := env[name].GetValueSource().GetSecretKeyRef()
-		if ref == nil || ref.Secret != wantSecret || ref.Version != wantVersion || env[name].GetValue() != "" {
-			t.Errorf("env %s = %v, want secret %s version %s", name, env[name], wantSecret, wantVersion)
-		}
-	}
-	secret(serverenv.BackendStoreURI, "DB_url", "latest")
-	secret(serverenv.ArtifactsDestination, "bucket_url", "2")
-	secret(serverenv.Username, "mlflow_id", "latest")
-	secret(serverenv.Password, "projects/the-vault/secrets/mlflow_pass", "latest")
-	secret("API_KEY", "api_key", "4")
-	if env[serverenv.Auth].GetValue() != "basic" || env["MLFLOW_WORKERS"].GetValue() != "3" {
-		t.Errorf("plain env wrong: %v", ctr.Env)
-	}
-	if _, ok := env["PORT"]; ok {
-		t.Error("PORT is reserved by Cloud Run and must not be set")
-	}
-
-	if len(tpl.Volumes) != 2 || tpl.Volumes[0].GetCloudSqlInstance().GetInstances()[0] != "my-project:us-central1:db" {
-		t.Fatalf("volumes = %v", tpl.Volumes)
-	}
-	sv := tpl.Volumes[1].GetSecret()
-	if sv.Secret != "sa_key" || len(sv.Items) != 2 || sv.Items[0].Path != "creds.json" || sv.Items[1].Version != "2" {
-		t.Errorf("secret volume = %v", sv)
-	}
-	if m := ctr.VolumeMounts; len(m) != 2 || m[0].MountPath != "/cloudsql" || m[1].MountPath != "/secrets" || m[1].Name != tpl.Volumes[1].Name {
-		t.Errorf("mounts = %v", m)
+	if diff := cmp.Diff(want, Desired(c, testImage), protocmp.Transform()); diff != "" {
+		t.Errorf("Desired (-want +got):\n%s", diff)
 	}
 }
 
@@ -115,8 +112,11 @@ func TestDesiredIAMAndPlainArtifacts(t *testing.T) {
 		"INPUT_ARTIFACTS_DESTINATION_SECRET": "", "INPUT_ARTIFACTS_DESTINATION": "gs://bucket/mlflow",
 	})
 	env := envByName(Desired(c, testImage).Template.Containers[0])
-	if env[serverenv.Auth].GetValue() != "iam" || env[serverenv.ArtifactsDestination].GetValue() != "gs://bucket/mlflow" {
-		t.Errorf("env = %v", env)
+	if got := env[serverenv.Auth].GetValue(); got != "iam" {
+		t.Errorf("%s = %q, want iam", serverenv.Auth, got)
+	}
+	if got := env[serverenv.ArtifactsDestination].GetValue(); got != "gs://bucket/mlflow" {
+		t.Errorf("%s = %q, want gs://bucket/mlflow as a plain value", serverenv.ArtifactsDestination, got)
 	}
 	if _, ok := env[serverenv.Password]; ok {
 		t.Error("auth iam must not pass a password")

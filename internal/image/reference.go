@@ -31,8 +31,6 @@ func secureTag(tag name.Tag) (name.Tag, error) {
 	return name.NewTag(tag.Name(), name.Insecure)
 }
 
-// isLoopback reports whether a registry host (with or without port) is localhost or a loopback IP.
-
 // httpsOnly refuses plain HTTP to any host but loopback ones. go-containerregistry falls back to HTTP for
 // private (RFC 1918) addresses; a token sent that way could be read on the network.
 type httpsOnly struct {

@@ -23,6 +23,7 @@ import (
 	secretmanager "cloud.google.com/go/secretmanager/apiv1"
 	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/google"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/deploy-mlflow/deploy-mlflow/internal/action"
@@ -115,7 +116,7 @@ func (c *Cloud) start(ctx context.Context, logs io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	c.Runtime.Remote = []remote.Option{remote.WithAuth(gcp.RegistryAuth(agent))}
+	c.Runtime.Remote = []remote.Option{remote.WithAuth(google.NewTokenSourceAuthenticator(agent))}
 	// It reads secretKeyRefs through the Secret Manager API, as the runtime service account.
 	opts, err := gcp.ClientOptions(c.Google.SecretManager.Addr(), agent)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"strings"
 
 	secretmanager "cloud.google.com/go/secretmanager/apiv1"
 	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
@@ -27,26 +28,41 @@ func (e *MissingError) Error() string {
 	return fmt.Sprintf("secret %s (input %s) %s; %s", e.Ref.Secret, e.Ref.Input, e.Reason, e.Fix)
 }
 
-// Check looks up every reference and returns one error per reference that is not usable, joined.
-func Check(ctx context.Context, client *secretmanager.Client, refs []config.SecretRef) error {
+// Check looks up every reference and returns one error per reference that is not usable, joined. It
+// also returns the number of each project the references name (project ID -> number), as Secret Manager
+// names versions by project number: Cloud Run may name the secrets so too.
+func Check(ctx context.Context, client *secretmanager.Client, refs []config.SecretRef) (map[string]string, error) {
 	var errs []error
+	numbers := map[string]string{}
 	seen := map[string]bool{}
 	for _, ref := range refs {
 		if seen[ref.Name()] {
 			continue
 		}
 		seen[ref.Name()] = true
-		if err := check(ctx, client, ref); err != nil {
+		v, err := check(ctx, client, ref)
+		if err != nil {
 			errs = append(errs, err)
+			continue
+		}
+		if p := strings.Split(v.GetName(), "/"); len(p) == 6 && p[0] == "projects" && p[1] != ref.Project {
+			numbers[ref.Project] = p[1]
 		}
 	}
-	return errors.Join(errs...)
+	return numbers, errors.Join(errs...)
 }
 
-func check(ctx context.Context, client *secretmanager.Client, ref config.SecretRef) error {
+func check(ctx context.Context, client *secretmanager.Client, ref config.SecretRef) (*secretmanagerpb.SecretVersion, error) {
 	v, err := client.GetSecretVersion(ctx, &secretmanagerpb.GetSecretVersionRequest{Name: ref.Name()})
+	if err != nil {
+		return nil, explain(ctx, client, ref, err)
+	}
+	return v, usable(ref, v)
+}
+
+// explain turns a failed lookup into what to do about it.
+func explain(ctx context.Context, client *secretmanager.Client, ref config.SecretRef, err error) error {
 	switch status.Code(err) {
-	case codes.OK:
 	case codes.NotFound:
 		return notFound(ctx, client, ref)
 	case codes.PermissionDenied:
@@ -55,6 +71,10 @@ func check(ctx context.Context, client *secretmanager.Client, ref config.SecretR
 	default:
 		return fmt.Errorf("looking up secret %s (input %s): %w", ref.Secret, ref.Input, err)
 	}
+}
+
+// usable tells why Cloud Run could not read a version that exists: only an ENABLED one serves.
+func usable(ref config.SecretRef, v *secretmanagerpb.SecretVersion) error {
 	switch v.GetState() {
 	case secretmanagerpb.SecretVersion_ENABLED:
 		return nil
