@@ -88,3 +88,24 @@ func shown(v string) string {
 	}
 	return notShown
 }
+
+// secret_versions values.
+const (
+	SecretVersionsPinned = "pinned"
+	SecretVersionsLatest = "latest"
+)
+
+// secretVersions reads whether references to a secret's latest version are pinned at deploy time to
+// the version current then. Cloud Run reads a secret when an instance starts, so with latest the
+// instances of one revision can hold different values after a rotation; pinned gives every instance
+// the same value, and a rotation rolls out by deploying again.
+func (p *parser) secretVersions() {
+	switch v := p.inputOr("secret_versions", DefaultSecretVersions); v {
+	case SecretVersionsPinned:
+		p.c.PinSecretVersions = true
+	case SecretVersionsLatest:
+		p.c.PinSecretVersions = false
+	default:
+		p.fail("secret_versions", v, "use pinned (latest is resolved at deploy time to the version current then, so every instance reads the same value; re-run the deploy to roll out a rotation) or latest (each instance reads the newest version when it starts)")
+	}
+}
