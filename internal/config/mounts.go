@@ -111,6 +111,8 @@ func mountDir(file string) (string, error) {
 		switch {
 		case r == cloudSQLDir && (within(dir, r) || within(r, dir)):
 			return "", errors.New("/cloudsql is where Cloud SQL sockets are mounted; choose another directory, such as /secrets")
+		case dir == r:
+			return "", fmt.Errorf("%s is a directory the image needs: a secret volume hides whatever the image has in the directory it is mounted on; mount the secret in a directory of its own, such as /secrets/%s", dir, path.Base(file))
 		case within(dir, r):
 			return "", fmt.Errorf("%s is inside %s, which the image needs: a secret volume hides whatever the image has in the directory it is mounted on; mount the secret in a directory of its own, such as /secrets/%s", dir, r, path.Base(file))
 		case within(r, dir):
