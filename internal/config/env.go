@@ -9,7 +9,8 @@ import (
 )
 
 // Limits of Cloud Run's EnvVar: a name "must not exceed 32768 characters" and a value's "maximum length
-// is 32768 bytes" (https://cloud.google.com/run/docs/reference/rest/v2/Container#EnvVar); a service has
+// is 32768 bytes"
+// (https://cloud.google.com/dotnet/docs/reference/Google.Cloud.Run.V2/latest/Google.Cloud.Run.V2.EnvVar); a service has
 // "a maximum of 1000 environment variables"
 // (https://cloud.google.com/run/docs/configuring/services/overview-environment-variables).
 const (
@@ -25,12 +26,17 @@ var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // internal/serverenv); the container may set none of them.
 const serverEnvPrefix = "DEPLOY_MLFLOW_"
 
-// cloudRunEnv are set by Cloud Run in every instance (the container runtime contract,
-// https://cloud.google.com/run/docs/container-contract#env-vars): "reserved, and cannot be set".
+// cloudRunEnv are set by Cloud Run in every instance: the variables of the container runtime contract
+// "are reserved and cannot be set", PORT in particular
+// (https://cloud.google.com/run/docs/configuring/services/overview-environment-variables, which lists
+// K_SERVICE and K_REVISION; K_CONFIGURATION is the contract's third,
+// https://cloud.google.com/run/docs/container-contract#env-vars).
 var cloudRunEnv = map[string]bool{"PORT": true, "K_SERVICE": true, "K_REVISION": true, "K_CONFIGURATION": true}
 
-// cloudRunEnvPrefix is refused by Cloud Run: "Keys cannot contain the X_GOOGLE_ prefix"
-// (https://cloud.google.com/run/docs/configuring/services/overview-environment-variables).
+// cloudRunEnvPrefix is refused by Cloud Run: keys "cannot contain the X_GOOGLE_ prefix" (listed for
+// functions deployed to Cloud Run on
+// https://cloud.google.com/run/docs/configuring/services/overview-environment-variables; refused for
+// every service here, as no user variable needs it).
 const cloudRunEnvPrefix = "X_GOOGLE_"
 
 // serverEnvInput names the input that sets each of the server's variables.

@@ -7,15 +7,16 @@ import (
 )
 
 // Label rules. Cloud Run takes "only valid Google Cloud labels"
-// (https://cloud.google.com/run/docs/configuring/services/labels), which are
+// (https://docs.cloud.google.com/run/docs/configuring/services/labels), which are
 // (https://cloud.google.com/resource-manager/docs/creating-managing-labels#requirements): at most 64 per
 // resource; keys 1 to 63 characters, values 0 to 63; lowercase letters, numeric characters, underscores
 // and dashes, "international characters are allowed"; keys start with a lowercase letter or an
 // international character. The regular expressions are the ones Google's label docs spell these rules
 // as (\p{Ll} lowercase letters, \p{Lo} letters without case, \p{N} numbers), so a Japanese or
 // accented label is taken as Google takes it; upper-case letters of any script are refused. Some of
-// Google's APIs add that keys and values are under 128 bytes; with international characters 63
-// characters can be more, so that limit is checked too.
+// Google's APIs add that keys and values "must both be under 128 bytes" (Bigtable Admin's
+// Instance.labels, https://pub.dev/documentation/googleapis/latest/bigtableadmin_v2/Instance/labels.html);
+// with international characters 63 characters can be more, so that limit is checked too.
 var (
 	labelKeyRE = regexp.MustCompile(`^[\p{Ll}\p{Lo}][\p{Ll}\p{Lo}\p{N}_-]{0,62}$`)
 	labelValRE = regexp.MustCompile(`^[\p{Ll}\p{Lo}\p{N}_-]{0,63}$`)
@@ -28,8 +29,9 @@ const (
 
 // reservedLabelNamespaces are refused by Cloud Run: "Cloud Run API v2 does not support labels with
 // run.googleapis.com, cloud.googleapis.com, serving.knative.dev, or autoscaling.knative.dev namespaces,
-// and they will be rejected" (Service.labels,
-// https://cloud.google.com/run/docs/reference/rest/v2/projects.locations.services).
+// and they will be rejected" (Service.labels and RevisionTemplate.labels in the v2 API,
+// https://cloud.google.com/php/docs/reference/cloud-run/latest/V2.RevisionTemplate). Such keys have a
+// dot or slash, which the key rule refuses anyway; this names the reason.
 var reservedLabelNamespaces = []string{"run.googleapis.com", "cloud.googleapis.com", "serving.knative.dev", "autoscaling.knative.dev"}
 
 // ownLabels are set by the action on every service.

@@ -101,7 +101,7 @@ func mountDir(file string) (string, error) {
 	case file == "" || !path.IsAbs(file) || path.Clean(file) != file || dir == "/":
 		return "", errors.New("mount a secret as a file in its own directory, such as /secrets/credentials.json")
 	// VolumeMount.mount_path "Must not contain ':'":
-	// https://cloud.google.com/run/docs/reference/rest/v2/Container#VolumeMount
+	// https://cloud.google.com/dotnet/docs/reference/Google.Cloud.Run.V2/latest/Google.Cloud.Run.V2.VolumeMount
 	case strings.Contains(file, ":"):
 		return "", errors.New("Cloud Run refuses a mount path with ':' in it; use a path without one, such as /secrets/credentials.json")
 	case strings.IndexFunc(file, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0:

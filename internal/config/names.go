@@ -13,30 +13,33 @@ import (
 var (
 	// Project IDs: 6 to 30 lowercase letters, digits and hyphens, starting with a letter, not ending
 	// with a hyphen; a domain-scoped project is DOMAIN:ID
-	// (https://cloud.google.com/resource-manager/docs/creating-managing-projects#before_you_begin).
+	// (https://cloud.google.com/resource-manager/docs/creating-managing-projects; rule unchanged here,
+	// the page was not at hand to re-read).
 	projectRE = regexp.MustCompile(`^([a-z][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
 	// Cloud Run regions such as us-central1 (https://cloud.google.com/run/docs/locations).
 	regionRE = regexp.MustCompile(`^[a-z]+-[a-z]+[0-9]+$`)
 	// Service IDs "must begin with letter, and cannot end with hyphen; must contain fewer than 50
 	// characters" (CreateServiceRequest.service_id,
-	// https://cloud.google.com/run/docs/reference/rest/v2/projects.locations.services/create); letters
+	// https://cloud.google.com/python/docs/reference/run/latest/google.cloud.run_v2.types.CreateServiceRequest); letters
 	// are lowercase, digits and hyphens, as in a DNS label (the service's URL is one).
 	serviceRE = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$`)
 	// Artifact Registry repository IDs: lowercase letters, digits and hyphens, starting with a letter,
 	// not ending with a hyphen, at most 63 characters
-	// (https://cloud.google.com/artifact-registry/docs/repositories/create-repos).
+	// (https://cloud.google.com/artifact-registry/docs/repositories/create-repos; rule unchanged here,
+	// the page was not at hand to re-read).
 	repositoryRE = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	// Cloud SQL instance IDs are "lowercase letters, numbers, and hyphens, and it must start with a
 	// letter", at most 98 characters
-	// (https://cloud.google.com/sql/docs/mysql/admin-api/rest/v1/instances#DatabaseInstance).
+	// (https://docs.cloud.google.com/python/docs/reference/google-cloud-sql/latest/google.cloud.sqladmin_v1.types.SqlInstancesReleaseSsrsLeaseRequest).
 	cloudSQLInstanceRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,97}$`)
 	// Artifact Registry's Docker hosts, LOCATION-docker.pkg.dev
 	// (https://cloud.google.com/artifact-registry/docs/docker/names).
 	artifactRegistryHostRE = regexp.MustCompile(`^[a-z0-9-]+-docker\.pkg\.dev$`)
 	// A service account's email: RevisionTemplate.service_account is "Email address of the IAM service
-	// account" (https://cloud.google.com/run/docs/reference/rest/v2/RevisionTemplate), and every
-	// service account's address is in a gserviceaccount.com domain
-	// (https://cloud.google.com/iam/docs/service-account-types).
+	// account" (https://cloud.google.com/python/docs/reference/run/0.3.0/google.cloud.run_v2.types.RevisionTemplate),
+	// and every service account's address is in a gserviceaccount.com domain (user-managed
+	// NAME@PROJECT.iam.gserviceaccount.com, the Compute default NUMBER-compute@developer.gserviceaccount.com,
+	// App Engine's PROJECT@appspot.gserviceaccount.com).
 	serviceAccountRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]*@[a-z0-9][a-z0-9.-]*\.gserviceaccount\.com$`)
 )
 

@@ -24,6 +24,9 @@ func (r SecretRef) Name() string {
 func (r SecretRef) String() string { return r.Secret + ":" + r.Version }
 
 var (
+	// A secret ID "is a string with a maximum length of 255 characters and can contain uppercase and
+	// lowercase letters, numerals, and the hyphen (-) and underscore (_) characters"
+	// (https://docs.cloud.google.com/python/docs/reference/secretmanager/latest/google.cloud.secretmanager_v1beta2.types.CreateSecretRequest).
 	secretIDRE      = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`)
 	secretVerRE     = regexp.MustCompile(`^(latest|[1-9][0-9]*)$`)
 	projectNumberRE = regexp.MustCompile(`^[0-9]+$`)
