@@ -13,8 +13,8 @@ import (
 var (
 	// Project IDs: 6 to 30 lowercase letters, digits and hyphens, starting with a letter, not ending
 	// with a hyphen; a domain-scoped project is DOMAIN:ID
-	// (https://cloud.google.com/resource-manager/docs/creating-managing-projects; rule unchanged here,
-	// the page was not at hand to re-read).
+	// (https://cloud.google.com/resource-manager/docs/creating-managing-projects; not re-checked
+	// against the current page).
 	projectRE = regexp.MustCompile(`^([a-z][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
 	// Cloud Run regions such as us-central1 (https://cloud.google.com/run/docs/locations).
 	regionRE = regexp.MustCompile(`^[a-z]+-[a-z]+[0-9]+$`)
@@ -25,8 +25,8 @@ var (
 	serviceRE = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$`)
 	// Artifact Registry repository IDs: lowercase letters, digits and hyphens, starting with a letter,
 	// not ending with a hyphen, at most 63 characters
-	// (https://cloud.google.com/artifact-registry/docs/repositories/create-repos; rule unchanged here,
-	// the page was not at hand to re-read).
+	// (https://cloud.google.com/artifact-registry/docs/repositories/create-repos; not re-checked
+	// against the current page).
 	repositoryRE = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	// Cloud SQL instance IDs are "lowercase letters, numbers, and hyphens, and it must start with a
 	// letter", at most 98 characters

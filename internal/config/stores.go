@@ -7,8 +7,8 @@ import (
 	"strings"
 )
 
-// Bucket names (https://cloud.google.com/storage/docs/buckets#naming; that page was not at hand to
-// re-read, and these are its rules as widely restated): lowercase letters, digits,
+// Bucket names (https://cloud.google.com/storage/docs/buckets#naming; not re-checked against
+// the current page): lowercase letters, digits,
 // dashes, underscores and dots, starting and ending with a letter or digit; 3 to 63 characters, or up
 // to 222 with dots, each dot-separated part at most 63; not an IP address in dotted-decimal notation;
 // not beginning with "goog" nor containing "google".
