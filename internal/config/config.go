@@ -22,6 +22,11 @@ type Config struct {
 	Username *SecretRef
 	Password *SecretRef
 
+	// PinSecretVersions (secret_versions: pinned) asks for every secret reference whose version is
+	// latest to be resolved at deploy time to the version current then, so that every instance of a
+	// revision reads the same value.
+	PinSecretVersions bool
+
 	Secrets           []SecretMount
 	EnvVars           []EnvVar
 	CloudSQLInstances []string

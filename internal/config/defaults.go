@@ -18,6 +18,8 @@ const (
 	DefaultConcurrency  = 80
 	DefaultTimeout      = 300 * time.Second
 	DefaultWaitTimeout  = 10 * time.Minute
+	// DefaultSecretVersions pins secret versions at deploy time, as Cloud Run's docs recommend.
+	DefaultSecretVersions = SecretVersionsPinned
 )
 
 // DefaultBaseImage is the official MLflow image with the PostgreSQL and GCS extras.

@@ -7,7 +7,7 @@
 //	project_id region service repository image mlflow_version base_image
 //	backend_store_secret artifacts_destination artifacts_destination_secret
 //	auth username_secret password_secret allow_unauthenticated
-//	secrets env_vars cloudsql_instances service_account
+//	secrets secret_versions env_vars cloudsql_instances service_account
 //	memory cpu min_instances max_instances concurrency timeout wait_timeout labels
 //
 // and from the environment: GOOGLE_CLOUD_PROJECT, GCLOUD_PROJECT and CLOUDSDK_CORE_PROJECT (the project
@@ -15,5 +15,6 @@
 // GITHUB_REPOSITORY.
 //
 // Each step of Parse (parse.go) reads one group of inputs and checks it, using what earlier steps read;
-// secret references, resource sizes and env names have their own files.
+// secret references, secret mounts, resource sizes, env names, labels and Google's naming rules
+// (names.go) have their own files, each rule beside the URL of the reference it comes from.
 package config

@@ -1,114 +1,114 @@
 package config
 
 import (
-	"errors"
-	"path"
+	"fmt"
 	"regexp"
 	"strings"
 
 	"github.com/deploy-mlflow/deploy-mlflow/internal/serverenv"
 )
 
+// Limits of Cloud Run's EnvVar: a name "must not exceed 32768 characters" and a value's "maximum length
+// is 32768 bytes"
+// (https://cloud.google.com/dotnet/docs/reference/Google.Cloud.Run.V2/latest/Google.Cloud.Run.V2.EnvVar); a service has
+// "a maximum of 1000 environment variables"
+// (https://cloud.google.com/run/docs/configuring/services/overview-environment-variables).
+const (
+	maxEnvName  = 32768
+	maxEnvValue = 32768
+	maxEnvVars  = 1000
+)
+
+// envNameRE is a C identifier, the form the v2 API once named (C_IDENTIFIER) and shells can read.
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-// reservedEnv are names the container may not set: Cloud Run's own, and the server's.
-var reservedEnv = map[string]bool{
-	"PORT": true, "K_SERVICE": true, "K_REVISION": true, "K_CONFIGURATION": true,
-	serverenv.BackendStoreURI: true, serverenv.ArtifactsDestination: true, serverenv.Auth: true,
-	serverenv.Username: true, serverenv.Password: true,
+// serverEnvPrefix starts every variable through which the action configures the server (see
+// internal/serverenv); the container may set none of them.
+const serverEnvPrefix = "DEPLOY_MLFLOW_"
+
+// cloudRunEnv are set by Cloud Run in every instance: the variables of the container runtime contract
+// "are reserved and cannot be set", PORT in particular
+// (https://cloud.google.com/run/docs/configuring/services/overview-environment-variables, which lists
+// K_SERVICE and K_REVISION; K_CONFIGURATION is the contract's third,
+// https://cloud.google.com/run/docs/container-contract#env-vars).
+var cloudRunEnv = map[string]bool{"PORT": true, "K_SERVICE": true, "K_REVISION": true, "K_CONFIGURATION": true}
+
+// cloudRunEnvPrefix is refused by Cloud Run: keys "cannot contain the X_GOOGLE_ prefix" (listed for
+// functions deployed to Cloud Run on
+// https://cloud.google.com/run/docs/configuring/services/overview-environment-variables; refused for
+// every service here, as no user variable needs it).
+const cloudRunEnvPrefix = "X_GOOGLE_"
+
+// serverEnvInput names the input that sets each of the server's variables.
+var serverEnvInput = map[string]string{
+	serverenv.BackendStoreURI:      "backend_store_secret",
+	serverenv.ArtifactsDestination: "artifacts_destination or artifacts_destination_secret",
+	serverenv.Auth:                 "auth",
+	serverenv.Username:             "username_secret",
+	serverenv.Password:             "password_secret",
 }
 
-// secrets reads the extra secrets, each exposed as an env var (ENV=ref) or a file (/dir/file=ref).
-func (p *parser) secrets() {
-	dirs := map[string]string{} // mount directory -> project/secret, since Cloud Run mounts one secret per directory
-	for _, item := range splitList(p.input("secrets")) {
-		if m, ok := p.secretMount(item, dirs); ok {
-			p.c.Secrets = append(p.c.Secrets, m)
-		}
-	}
-}
-
-func (p *parser) secretMount(item string, dirs map[string]string) (SecretMount, bool) {
-	target, refText, ok := strings.Cut(item, "=")
-	target, refText = strings.TrimSpace(target), strings.TrimSpace(refText)
-	if !ok || target == "" || refText == "" {
-		p.fail("secrets", shown(item), "use ENV=secret[:version] or /mount/path=secret[:version]")
-		return SecretMount{}, false
-	}
-	ref, err := ParseSecretRef(refText, p.c.ProjectID)
-	if err != nil {
-		p.fail("secrets", target+"="+shown(refText), err.Error())
-		return SecretMount{}, false
-	}
-	ref.Input = "secrets"
-	if !strings.HasPrefix(target, "/") {
-		if !envNameRE.MatchString(target) {
-			p.fail("secrets", item, "an environment variable name is letters, digits and underscores, not starting with a digit")
-			return SecretMount{}, false
-		}
-		return SecretMount{Env: target, Ref: ref}, true
-	}
-	file := strings.TrimRight(target, "/")
-	dir, err := mountDir(file)
-	if err != nil {
-		p.fail("secrets", item, err.Error())
-		return SecretMount{}, false
-	}
-	secret := ref.Project + "/" + ref.Secret
-	if dirs[dir] != "" && dirs[dir] != secret {
-		p.fail("secrets", item, "Cloud Run mounts one secret per directory, and "+dir+" already holds another; use another directory")
-		return SecretMount{}, false
-	}
-	dirs[dir] = secret
-	return SecretMount{Path: file, Ref: ref}, true
-}
-
-// mountDir is the directory of the file a secret is mounted as. Cloud Run's secret volume takes over
-// that whole directory, so it may not be / or Cloud SQL's socket directory.
-func mountDir(file string) (string, error) {
-	dir := path.Dir(file)
+// envNameProblem says why name cannot be a container variable and what to do instead, or "".
+func envNameProblem(name string) string {
 	switch {
-	case file == "" || path.Clean(file) != file || dir == "/":
-		return "", errors.New("mount a secret as a file in its own directory, such as /secrets/credentials.json")
-	case dir == "/cloudsql" || strings.HasPrefix(dir, "/cloudsql/"):
-		return "", errors.New("/cloudsql is where Cloud SQL sockets are mounted; choose another directory")
+	case len(name) > maxEnvName:
+		return fmt.Sprintf("an environment variable name is at most %d characters (Cloud Run's limit)", maxEnvName)
+	case !envNameRE.MatchString(name):
+		return "an environment variable name is letters, digits and underscores, not starting with a digit"
+	case cloudRunEnv[name]:
+		return "Cloud Run sets " + name + " itself in every instance; remove it"
+	case strings.HasPrefix(name, cloudRunEnvPrefix):
+		return "Cloud Run refuses names starting with " + cloudRunEnvPrefix + "; rename the variable"
+	case serverEnvInput[name] != "":
+		return "deploy-mlflow sets " + name + " itself; use the input " + serverEnvInput[name] + " instead"
+	case strings.HasPrefix(name, serverEnvPrefix):
+		return "names starting with " + serverEnvPrefix + " configure deploy-mlflow's server, and the action sets them itself (this one has no input); rename the variable"
 	}
-	return dir, nil
+	return ""
 }
 
-// env reads the plain env vars, then refuses names that are reserved or set twice.
+// env reads the plain env vars, then refuses names that are set twice or too many variables.
 func (p *parser) env() {
 	for _, item := range splitList(p.input("env_vars")) {
 		k, v, ok := strings.Cut(item, "=")
 		k = strings.TrimSpace(k)
-		if !ok || !envNameRE.MatchString(k) {
-			// Only the name is echoed: the value may be sensitive.
+		// Only the name is ever echoed: the value may be sensitive.
+		switch {
+		case !ok:
 			p.fail("env_vars", shown(k), "use KEY=VALUE, where KEY is letters, digits and underscores")
-			continue
+		case envNameProblem(k) != "":
+			p.fail("env_vars", shown(k), envNameProblem(k))
+		case len(v) > maxEnvValue:
+			p.fail("env_vars", k, fmt.Sprintf("the value is longer than Cloud Run's %d bytes; put large values in a secret mounted as a file", maxEnvValue))
+		default:
+			p.c.EnvVars = append(p.c.EnvVars, EnvVar{Name: k, Value: v})
 		}
-		p.c.EnvVars = append(p.c.EnvVars, EnvVar{Name: k, Value: v})
 	}
 	p.checkEnvClash()
 }
 
+// checkEnvClash refuses a variable set twice, by secrets or env_vars, and more variables than Cloud
+// Run takes (counting the server's own).
 func (p *parser) checkEnvClash() {
 	seen := map[string]string{} // name -> the input that set it
 	check := func(input, name string) {
-		switch {
-		case reservedEnv[name]:
-			p.fail(input, name, "this variable is set by Cloud Run or by deploy-mlflow itself; use the matching input instead")
-		case seen[name] != "":
+		if seen[name] != "" {
 			p.fail(input, name, "is also set by "+seen[name]+"; set each variable once")
-		default:
-			seen[name] = input
 		}
+		seen[name] = input
 	}
+	n := len(serverEnvInput) // the server's variables, at most
 	for _, m := range p.c.Secrets {
 		if m.Env != "" {
 			check("secrets", m.Env)
+			n++
 		}
 	}
 	for _, e := range p.c.EnvVars {
 		check("env_vars", e.Name)
+		n++
+	}
+	if n > maxEnvVars {
+		p.fail("env_vars", "", fmt.Sprintf("Cloud Run takes at most %d environment variables per service, and secrets, env_vars and deploy-mlflow's own %d come to %d; mount secrets as files or merge variables", maxEnvVars, len(serverEnvInput), n))
 	}
 }

@@ -71,7 +71,8 @@ func (p *parser) duration(input string, def, lo, hi time.Duration) time.Duration
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil {
-		if n, nerr := strconv.Atoi(v); nerr == nil {
+		// Bounded before multiplying: a huge count of seconds would overflow into the valid range.
+		if n, nerr := strconv.ParseInt(v, 10, 64); nerr == nil && n >= 0 && n <= int64(hi/time.Second) {
 			d, err = time.Duration(n)*time.Second, nil
 		}
 	}

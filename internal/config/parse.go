@@ -23,6 +23,7 @@ func Parse(getenv func(string) string) (*Config, error) {
 	p.stores()
 	p.auth()
 	p.secrets()
+	p.secretVersions()
 	p.env()
 	p.cloudSQL()
 	p.serviceAccount()
@@ -56,17 +57,11 @@ func newParser(getenv func(string) string) *parser {
 	return &parser{gh: githubactions.New(githubactions.WithGetenv(noEvent))}
 }
 
+// Rules of Google's own that the inputs are checked against are in names.go, labels.go, env.go and
+// mounts.go, each with its source.
 var (
-	projectRE    = regexp.MustCompile(`^([a-z][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
-	regionRE     = regexp.MustCompile(`^[a-z]+-[a-z]+[0-9]+$`)
-	serviceRE    = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$`)
-	repositoryRE = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	versionRE    = regexp.MustCompile(`^(\d+)\.(\d+)\.(\d+)$`)
-	cloudSQLRE   = regexp.MustCompile(`^[a-z][a-z0-9.:-]*[a-z0-9]:[a-z]+-[a-z]+[0-9]+:[a-z][a-z0-9-]{0,97}$`)
-	emailRE      = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]*@[a-z0-9][a-z0-9.-]*\.[a-z]+$`)
-	labelKeyRE   = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
-	labelValRE   = regexp.MustCompile(`^[a-z0-9_-]{0,63}$`)
-	commitRE     = regexp.MustCompile(`^[0-9a-f]{7,64}$`)
+	versionRE = regexp.MustCompile(`^(\d+)\.(\d+)\.(\d+)$`)
+	commitRE  = regexp.MustCompile(`^[0-9a-f]{7,64}$`)
 )
 
 // projectEnv are the variables google-github-actions/auth exports its project in, read in this order
@@ -114,6 +109,10 @@ func (p *parser) image() {
 			p.fail("image", c.Image, "give an image repository without tag or digest, such as us-central1-docker.pkg.dev/my-project/my-repo/mlflow")
 			return
 		}
+		if err := checkArtifactRegistryImage(repo); err != nil {
+			p.fail("image", c.Image, err.Error())
+			return
+		}
 		c.Image = repo.Name()
 	case c.Repository == "":
 		p.fail("repository", "", "is required unless image is set: name the Artifact Registry Docker repository to push to (create one with: gcloud artifacts repositories create mlflow --repository-format=docker --location="+c.Region+")")
@@ -142,19 +141,25 @@ func (p *parser) mlflow() {
 }
 
 func (p *parser) cloudSQL() {
+	seen := map[string]bool{}
 	for _, inst := range splitList(p.input("cloudsql_instances")) {
-		if !cloudSQLRE.MatchString(inst) {
-			p.fail("cloudsql_instances", inst, "name each Cloud SQL instance by its connection name, PROJECT:REGION:INSTANCE")
+		if err := checkCloudSQL(inst); err != nil {
+			p.fail("cloudsql_instances", inst, err.Error())
 			continue
 		}
+		if seen[inst] {
+			p.fail("cloudsql_instances", inst, "is listed twice; list each instance once")
+			continue
+		}
+		seen[inst] = true
 		p.c.CloudSQLInstances = append(p.c.CloudSQLInstances, inst)
 	}
 }
 
 func (p *parser) serviceAccount() {
 	p.c.ServiceAccount = p.input("service_account")
-	if p.c.ServiceAccount != "" && !emailRE.MatchString(p.c.ServiceAccount) {
-		p.fail("service_account", p.c.ServiceAccount, "give the runtime service account's email, such as mlflow@my-project.iam.gserviceaccount.com")
+	if p.c.ServiceAccount != "" && !serviceAccountRE.MatchString(p.c.ServiceAccount) {
+		p.fail("service_account", p.c.ServiceAccount, "give the runtime service account's email, such as mlflow@my-project.iam.gserviceaccount.com (a service account's address ends in gserviceaccount.com)")
 	}
 }
 
@@ -186,22 +191,6 @@ func (p *parser) scaling() {
 func (p *parser) timeouts() {
 	p.c.Timeout = p.duration("timeout", DefaultTimeout, time.Second, time.Hour)
 	p.c.WaitTimeout = p.duration("wait_timeout", DefaultWaitTimeout, 30*time.Second, 2*time.Hour)
-}
-
-func (p *parser) labels() {
-	p.c.Labels = map[string]string{}
-	for _, item := range splitList(p.input("labels")) {
-		k, v, ok := strings.Cut(item, "=")
-		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-		switch {
-		case !ok || !labelKeyRE.MatchString(k) || !labelValRE.MatchString(v):
-			p.fail("labels", item, "use key=value with lowercase letters, digits, underscores and hyphens (keys start with a letter; at most 63 characters each)")
-		case k == LabelManagedBy || k == LabelCommit:
-			p.fail("labels", item, "the label "+k+" is set by deploy-mlflow itself; remove it")
-		default:
-			p.c.Labels[k] = v
-		}
-	}
 }
 
 // github reads the commit and the repository's URL from the GITHUB_* variables.

@@ -83,13 +83,13 @@ func TestParseOptional(t *testing.T) {
 	env := validEnv()
 	env["INPUT_REGION"] = "europe-west1"
 	env["INPUT_SERVICE"] = "tracking"
-	env["INPUT_IMAGE"] = "europe-docker.pkg.dev/other/repo/mlflow"
+	env["INPUT_IMAGE"] = "europe-docker.pkg.dev/other-proj/repo/mlflow"
 	env["INPUT_MLFLOW_VERSION"] = "v3.5.1"
 	env["INPUT_ARTIFACTS_DESTINATION_SECRET"] = ""
 	env["INPUT_ARTIFACTS_DESTINATION"] = "gs://my-bucket/mlflow"
 	env["INPUT_SECRETS"] = "GOOGLE_KEY=projects/shared-proj/secrets/key/versions/2\n/secrets/creds.json=sa_key:3\nAPI_TOKEN=token"
 	env["INPUT_ENV_VARS"] = "MLFLOW_WORKERS=3\nNOTE=a,b"
-	env["INPUT_CLOUDSQL_INSTANCES"] = "my-project:us-central1:db, other:europe-west1:db2"
+	env["INPUT_CLOUDSQL_INSTANCES"] = "my-project:us-central1:db, other-proj:europe-west1:db2"
 	env["INPUT_SERVICE_ACCOUNT"] = "mlflow@my-project.iam.gserviceaccount.com"
 	env["INPUT_MEMORY"] = "4Gi"
 	env["INPUT_CPU"] = "2"
@@ -102,7 +102,7 @@ func TestParseOptional(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Image != "europe-docker.pkg.dev/other/repo/mlflow" || c.MLflowVersion != "3.5.1" ||
+	if c.Image != "europe-docker.pkg.dev/other-proj/repo/mlflow" || c.MLflowVersion != "3.5.1" ||
 		c.BaseImage != "ghcr.io/mlflow/mlflow:v3.5.1-full" || c.ArtifactsDestination != "gs://my-bucket/mlflow" ||
 		c.ArtifactsDestinationSecret != nil {
 		t.Errorf("unexpected config: %+v", c)
@@ -115,7 +115,7 @@ func TestParseOptional(t *testing.T) {
 	if len(c.EnvVars) != 2 || c.EnvVars[1] != (EnvVar{"NOTE", "a,b"}) {
 		t.Errorf("env vars = %+v", c.EnvVars)
 	}
-	if len(c.CloudSQLInstances) != 2 || c.CloudSQLInstances[1] != "other:europe-west1:db2" {
+	if len(c.CloudSQLInstances) != 2 || c.CloudSQLInstances[1] != "other-proj:europe-west1:db2" {
 		t.Errorf("cloudsql = %v", c.CloudSQLInstances)
 	}
 	if c.Timeout != 15*time.Minute || c.WaitTimeout != 10*time.Minute || c.Labels["team"] != "ml" || c.MinInstances != 1 {
@@ -173,14 +173,14 @@ func TestParseErrors(t *testing.T) {
 		{"iam with user", map[string]string{"INPUT_AUTH": "iam", "INPUT_PASSWORD_SECRET": ""}, "username_secret", "only used when auth is basic"},
 		{"allow junk", map[string]string{"INPUT_ALLOW_UNAUTHENTICATED": "yes"}, "allow_unauthenticated", "true or false"},
 		{"secret form", map[string]string{"INPUT_SECRETS": "JUSTANAME"}, "secrets", "ENV=secret"},
-		{"secret reserved", map[string]string{"INPUT_SECRETS": "PORT=port_secret"}, "secrets", "set by Cloud Run"},
+		{"secret reserved", map[string]string{"INPUT_SECRETS": "PORT=port_secret"}, "secrets", "Cloud Run sets PORT itself"},
 		{"secret root", map[string]string{"INPUT_SECRETS": "/creds=key"}, "secrets", "own directory"},
 		{"secret cloudsql", map[string]string{"INPUT_SECRETS": "/cloudsql/x=key"}, "secrets", "/cloudsql"},
 		{"secret dir shared", map[string]string{"INPUT_SECRETS": "/s/a=one,/s/b=two"}, "secrets", "one secret per directory"},
 		{"secret env name", map[string]string{"INPUT_SECRETS": "1KEY=key"}, "secrets", "environment variable name"},
 		{"secret ref", map[string]string{"INPUT_SECRETS": "KEY=key:v1"}, "secrets", "latest or a number"},
-		{"env form", map[string]string{"INPUT_ENV_VARS": "1BAD=x"}, "env_vars", "KEY=VALUE"},
-		{"env server name", map[string]string{"INPUT_ENV_VARS": "DEPLOY_MLFLOW_PASSWORD=x"}, "env_vars", "deploy-mlflow itself"},
+		{"env form", map[string]string{"INPUT_ENV_VARS": "1BAD=x"}, "env_vars", "not starting with a digit"},
+		{"env server name", map[string]string{"INPUT_ENV_VARS": "DEPLOY_MLFLOW_PASSWORD=x"}, "env_vars", "use the input password_secret"},
 		{"env twice", map[string]string{"INPUT_ENV_VARS": "A=1", "INPUT_SECRETS": "A=sec"}, "env_vars", "also set by secrets"},
 		{"cloudsql", map[string]string{"INPUT_CLOUDSQL_INSTANCES": "just-an-instance"}, "cloudsql_instances", "PROJECT:REGION:INSTANCE"},
 		{"service account", map[string]string{"INPUT_SERVICE_ACCOUNT": "mlflow-sa"}, "service_account", "email"},

@@ -24,6 +24,9 @@ func (r SecretRef) Name() string {
 func (r SecretRef) String() string { return r.Secret + ":" + r.Version }
 
 var (
+	// A secret ID "is a string with a maximum length of 255 characters and can contain uppercase and
+	// lowercase letters, numerals, and the hyphen (-) and underscore (_) characters"
+	// (https://docs.cloud.google.com/python/docs/reference/secretmanager/latest/google.cloud.secretmanager_v1beta2.types.CreateSecretRequest).
 	secretIDRE      = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`)
 	secretVerRE     = regexp.MustCompile(`^(latest|[1-9][0-9]*)$`)
 	projectNumberRE = regexp.MustCompile(`^[0-9]+$`)
@@ -87,4 +90,25 @@ func shown(v string) string {
 		return v
 	}
 	return notShown
+}
+
+// secret_versions values.
+const (
+	SecretVersionsPinned = "pinned"
+	SecretVersionsLatest = "latest"
+)
+
+// secretVersions reads whether references to a secret's latest version are pinned at deploy time to
+// the version current then. Cloud Run reads a secret when an instance starts, so with latest the
+// instances of one revision can hold different values after a rotation; pinned gives every instance
+// the same value, and a rotation rolls out by deploying again.
+func (p *parser) secretVersions() {
+	switch v := p.inputOr("secret_versions", DefaultSecretVersions); v {
+	case SecretVersionsPinned:
+		p.c.PinSecretVersions = true
+	case SecretVersionsLatest:
+		p.c.PinSecretVersions = false
+	default:
+		p.fail("secret_versions", v, "use pinned (latest is resolved at deploy time to the version current then, so every instance reads the same value; re-run the deploy to roll out a rotation) or latest (each instance reads the newest version when it starts)")
+	}
 }

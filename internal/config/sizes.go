@@ -15,7 +15,9 @@ const (
 	cpuWant     = "use 1, 2, 4, 6 or 8"
 )
 
-var memoryRE = regexp.MustCompile(`^([1-9][0-9]*)(Mi|Gi)$`)
+// memoryRE is a whole number of MiB or GiB; six digits are more than any valid size needs, and keep
+// the conversion far from overflow.
+var memoryRE = regexp.MustCompile(`^([1-9][0-9]{0,5})(Mi|Gi)$`)
 
 // MemoryMi converts a memory quantity with a Mi or Gi suffix to MiB.
 func MemoryMi(v string) (int, bool) {
@@ -33,21 +35,18 @@ func MemoryMi(v string) (int, bool) {
 	return n, true
 }
 
+// cpuRE is a whole number of CPUs or of millicores, written plainly: strconv alone would also take
+// "+1" or "01", which the action would then send to Cloud Run as they are.
+var cpuRE = regexp.MustCompile(`^[1-9][0-9]{0,5}m?$`)
+
 // CPUMillis converts a CPU quantity ("1", "2", "1000m") to millicores, accepting Cloud Run's sizes.
 func CPUMillis(v string) (int, bool) {
-	var n int
-	if s, ok := strings.CutSuffix(v, "m"); ok {
-		m, err := strconv.Atoi(s)
-		if err != nil {
-			return 0, false
-		}
-		n = m
-	} else {
-		c, err := strconv.Atoi(v)
-		if err != nil {
-			return 0, false
-		}
-		n = c * 1000
+	if !cpuRE.MatchString(v) {
+		return 0, false
+	}
+	n, _ := strconv.Atoi(strings.TrimSuffix(v, "m")) // cpuRE leaves no error and no overflow
+	if !strings.HasSuffix(v, "m") {
+		n *= 1000
 	}
 	switch n {
 	case 1000, 2000, 4000, 6000, 8000:

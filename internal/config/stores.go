@@ -2,11 +2,39 @@ package config
 
 import (
 	"errors"
+	"net"
 	"regexp"
 	"strings"
 )
 
+// Bucket names (https://cloud.google.com/storage/docs/buckets#naming; not re-checked against
+// the current page): lowercase letters, digits,
+// dashes, underscores and dots, starting and ending with a letter or digit; 3 to 63 characters, or up
+// to 222 with dots, each dot-separated part at most 63; not an IP address in dotted-decimal notation;
+// not beginning with "goog" nor containing "google".
 var bucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$`)
+
+// bucketProblem says why name is not a valid bucket name, or "".
+func bucketProblem(name string) string {
+	if !bucketRE.MatchString(name) {
+		return "bucket names are 3 to 222 lowercase letters, digits, dots, hyphens and underscores, starting and ending with a letter or digit"
+	}
+	if !strings.Contains(name, ".") && len(name) > 63 {
+		return "a bucket name without dots is at most 63 characters"
+	}
+	for _, part := range strings.Split(name, ".") {
+		if len(part) > 63 || part == "" {
+			return "each dot-separated part of a bucket name is 1 to 63 characters"
+		}
+	}
+	switch {
+	case net.ParseIP(name) != nil:
+		return "a bucket name may not be an IP address"
+	case strings.HasPrefix(name, "goog") || strings.Contains(name, "google"):
+		return `bucket names may not begin with "goog" or contain "google"`
+	}
+	return ""
+}
 
 // stores reads where MLflow keeps its data: the database URL always comes from a secret; the artifact
 // location is given plainly or through a secret, never both.
@@ -45,8 +73,8 @@ func checkGCSURI(v string) error {
 		return errors.New(want)
 	}
 	bucket, _, _ := strings.Cut(rest, "/")
-	if !bucketRE.MatchString(bucket) {
-		return errors.New(want + " (bucket names are 3 to 222 lowercase letters, digits, dots, hyphens and underscores)")
+	if why := bucketProblem(bucket); why != "" {
+		return errors.New(want + " (" + why + ")")
 	}
 	return nil
 }
