@@ -45,7 +45,7 @@ const (
 // Cloud is a running local cloud. Close stops everything it started.
 type Cloud struct {
 	Google   *gcptest.Cloud
-	Runtime  *gcptest.LocalRuntime
+	Runtime  *Runtime
 	Postgres *testenv.Postgres
 	GCS      *testenv.FakeGCS
 	Registry *testenv.Registry
@@ -102,7 +102,7 @@ func (c *Cloud) start(ctx context.Context, logs io.Writer) (err error) {
 
 	// Artifact Registry: the token-checking front, with the real registry process behind it.
 	backend := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: c.Registry.Host()})
-	c.Runtime = &gcptest.LocalRuntime{Dir: filepath.Join(dir, "revisions"), Logs: logs, HostEnv: c.hostEnv()}
+	c.Runtime = &Runtime{Dir: filepath.Join(dir, "revisions"), Logs: logs, HostEnv: c.hostEnv()}
 	if c.Google, err = gcptest.NewCloud(gcptest.WithRegistryBackend(backend), gcptest.WithRuntime(c.Runtime),
 		gcptest.WithServiceURL(func(ref gcptest.ServiceRef) string { return c.Runtime.URL(ref.Service) })); err != nil {
 		return err
