@@ -1,0 +1,73 @@
+package gcptest
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+)
+
+// httpServer serves a handler on a loopback port.
+type httpServer struct {
+	srv *http.Server
+	url string
+	wg  sync.WaitGroup
+}
+
+func serveHTTP(h http.Handler) (*httpServer, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listen on loopback: %w", err)
+	}
+	s := &httpServer{srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, url: "http://" + ln.Addr().String()}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			panic(fmt.Sprintf("gcptest: serving HTTP on %s: %v", s.url, err))
+		}
+	}()
+	return s, nil
+}
+
+func (s *httpServer) close() {
+	s.srv.Close()
+	s.wg.Wait()
+}
+
+// grpcServer serves gRPC services on a loopback port, each call authenticated by auth.
+type grpcServer struct {
+	srv  *grpc.Server
+	addr string
+	wg   sync.WaitGroup
+}
+
+func serveGRPC(auth Authenticator, register func(*grpc.Server)) (*grpcServer, error) {
+	if auth == nil {
+		return nil, errors.New("gcptest: a stand-in needs an Authenticator (a *TokenServer, or StaticTokens)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listen on loopback: %w", err)
+	}
+	s := &grpcServer{
+		srv:  grpc.NewServer(grpc.ChainUnaryInterceptor(UnaryAuth(auth)), grpc.ChainStreamInterceptor(StreamAuth(auth))),
+		addr: ln.Addr().String(),
+	}
+	register(s.srv)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		_ = s.srv.Serve(ln) // returns when stopped
+	}()
+	return s, nil
+}
+
+func (s *grpcServer) close() {
+	s.srv.Stop()
+	s.wg.Wait()
+}
