@@ -79,24 +79,6 @@ func UnaryAuth(a Authenticator) grpc.UnaryServerInterceptor {
 	}
 }
 
-// StreamAuth is UnaryAuth for streaming calls.
-func StreamAuth(a Authenticator) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		ctx, err := authenticateGRPC(ss.Context(), a)
-		if err != nil {
-			return err
-		}
-		return handler(srv, &authedStream{ServerStream: ss, ctx: ctx})
-	}
-}
-
-type authedStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *authedStream) Context() context.Context { return s.ctx }
-
 func authenticateGRPC(ctx context.Context, a Authenticator) (context.Context, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	var token string

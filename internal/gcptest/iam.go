@@ -13,15 +13,12 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
+// GetIamPolicy and SetIamPolicy read and write a service's policy, with its etag (read-modify-write).
 func (a runAPI) GetIamPolicy(_ context.Context, req *iampb.GetIamPolicyRequest) (*iampb.Policy, error) {
 	defer a.r.begin("GetIamPolicy")()
-	ref, form, _, err := a.r.parseName(req.GetResource(), []string{"projects", "locations", "services"}, "run.services.getIamPolicy")
+	rs, _, err := a.r.service(req.GetResource(), "run.services.getIamPolicy")
 	if err != nil {
 		return nil, err
-	}
-	rs := a.r.services[serviceKey(ref)]
-	if rs == nil {
-		return nil, runNotFound("SERVICE", ref.Service, ref.Region, form)
 	}
 	return proto.Clone(rs.policy).(*iampb.Policy), nil
 }
@@ -29,17 +26,15 @@ func (a runAPI) GetIamPolicy(_ context.Context, req *iampb.GetIamPolicyRequest) 
 // Member forms IAM accepts in a binding.
 var memberPrefixes = []string{"user:", "serviceAccount:", "group:", "domain:", "principal:", "principalSet:", "deleted:"}
 
+// SetIamPolicy accepts Cloud Run's roles and IAM's member forms; WithDomainRestrictedSharing makes it
+// refuse allUsers and allAuthenticatedUsers as that organization policy does.
 func (a runAPI) SetIamPolicy(_ context.Context, req *iampb.SetIamPolicyRequest) (*iampb.Policy, error) {
 	defer a.r.begin("SetIamPolicy")()
 	r := a.r
 	r.writes["SetIamPolicy"]++
-	ref, form, _, err := r.parseName(req.GetResource(), []string{"projects", "locations", "services"}, "run.services.setIamPolicy")
+	rs, _, err := r.service(req.GetResource(), "run.services.setIamPolicy")
 	if err != nil {
 		return nil, err
-	}
-	rs := r.services[serviceKey(ref)]
-	if rs == nil {
-		return nil, runNotFound("SERVICE", ref.Service, ref.Region, form)
 	}
 	policy := req.GetPolicy()
 	if policy == nil {
@@ -61,7 +56,7 @@ func (a runAPI) SetIamPolicy(_ context.Context, req *iampb.SetIamPolicyRequest) 
 				refused := refuse(codes.FailedPrecondition, "One or more users named in the policy do not belong to a permitted customer,  perhaps due to an organization policy.")
 				refused.details = append(refused.details, &errdetails.PreconditionFailure{Violations: []*errdetails.PreconditionFailure_Violation{{
 					Type:        "constraints/iam.allowedPolicyMemberDomains",
-					Subject:     "orgpolicy:" + serviceKey(ref) + "?configvalue=" + m,
+					Subject:     "orgpolicy:" + serviceKey(rs.ref) + "?configvalue=" + m,
 					Description: "User " + m + " is not in permitted organization.",
 				}}})
 				return nil, refused

@@ -186,12 +186,7 @@ func (s *TokenServer) sts(r *http.Request) (any, *httpError) {
 		return nil, bad("invalid_scope", "Scope(s) must be provided.")
 	}
 	subject := f.Get("subject_token")
-	var claims struct {
-		Iss string `json:"iss"`
-		Aud string `json:"aud"`
-		Sub string `json:"sub"`
-		Exp int64  `json:"exp"`
-	}
+	var claims jwtClaims
 	parts := strings.Split(subject, ".")
 	s.mu.Lock()
 	issued := s.subjects[subject]

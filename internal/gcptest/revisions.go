@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
+// revisionState is where a revision is in its rollout: pending until its Runtime returns.
 type revisionState int
 
 const (
@@ -23,6 +24,7 @@ const (
 	revisionFailed
 )
 
+// runRevision is a stored revision with what its Runtime said of it.
 type runRevision struct {
 	pb       *runpb.Revision
 	id       string

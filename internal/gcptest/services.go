@@ -46,6 +46,20 @@ func (r *Run) parseName(name string, collections []string, permission string) (r
 	return ref, parts[1], parts, nil
 }
 
+// service finds the service a request names, or refuses as Cloud Run does; it also returns the project as
+// the caller wrote it.
+func (r *Run) service(name, permission string) (*runService, string, error) {
+	ref, form, _, err := r.parseName(name, []string{"projects", "locations", "services"}, permission)
+	if err != nil {
+		return nil, "", err
+	}
+	rs := r.services[serviceKey(ref)]
+	if rs == nil {
+		return nil, "", runNotFound("SERVICE", ref.Service, ref.Region, form)
+	}
+	return rs, form, nil
+}
+
 func serviceKey(ref ServiceRef) string {
 	return "projects/" + ref.ProjectNumber + "/locations/" + ref.Region + "/services/" + ref.Service
 }
@@ -60,6 +74,8 @@ func (r *Run) view(rs *runService, form string) *runpb.Service {
 	return v
 }
 
+// CreateService stores a service and starts its first revision; the operation it returns is done once
+// the revision serves or has failed (see runOperation).
 func (a runAPI) CreateService(ctx context.Context, req *runpb.CreateServiceRequest) (*longrunningpb.Operation, error) {
 	defer a.r.begin("CreateService")()
 	r := a.r
@@ -113,17 +129,15 @@ func (r *Run) create(ctx context.Context, ref ServiceRef, form string, in *runpb
 
 func (a runAPI) GetService(_ context.Context, req *runpb.GetServiceRequest) (*runpb.Service, error) {
 	defer a.r.begin("GetService")()
-	ref, form, _, err := a.r.parseName(req.GetName(), []string{"projects", "locations", "services"}, "run.services.get")
+	rs, form, err := a.r.service(req.GetName(), "run.services.get")
 	if err != nil {
 		return nil, err
-	}
-	rs := a.r.services[serviceKey(ref)]
-	if rs == nil {
-		return nil, runNotFound("SERVICE", ref.Service, ref.Region, form)
 	}
 	return a.r.view(rs, form), nil
 }
 
+// UpdateService replaces a service's spec (or, with an update mask, the named fields). A changed template
+// makes a new revision; a spec that changes nothing makes no new generation.
 func (a runAPI) UpdateService(ctx context.Context, req *runpb.UpdateServiceRequest) (*longrunningpb.Operation, error) {
 	defer a.r.begin("UpdateService")()
 	r := a.r
