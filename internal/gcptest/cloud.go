@@ -56,11 +56,7 @@ func NewCloud(opts ...Option) (c *Cloud, err error) {
 func Start(t testing.TB, opts ...Option) *Cloud {
 	t.Helper()
 	c, err := NewCloud(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
+	return started(t, c, err)
 }
 
 // Close stops every stand-in that was started.

@@ -2,7 +2,6 @@ package gcptest
 
 import (
 	"context"
-	"maps"
 	"sync"
 	"testing"
 
@@ -40,10 +39,11 @@ type Run struct {
 	cancel context.CancelFunc
 	bg     sync.WaitGroup
 
+	callLog // Calls and CallCounts
+
 	mu       sync.Mutex
 	services map[string]*runService // projects/NUMBER/locations/REGION/services/ID
 	ops      []*runOperation
-	calls    map[string]int
 	writes   map[string]int
 	stopped  []*runpb.Revision // revisions that stopped serving, for the RevisionStopper
 }
@@ -65,7 +65,7 @@ var (
 // NewRun starts a Cloud Run stand-in on a loopback port; auth decides which tokens may call it. Close stops
 // it and the revisions' runtimes.
 func NewRun(auth Authenticator, opts ...Option) (*Run, error) {
-	r := &Run{cfg: newSettings(opts), services: map[string]*runService{}, calls: map[string]int{}, writes: map[string]int{}}
+	r := &Run{cfg: newSettings(opts), services: map[string]*runService{}, writes: map[string]int{}}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	api := runAPI{r: r}
 	srv, err := serveGRPC(auth, func(g *grpc.Server) {
@@ -85,11 +85,7 @@ func NewRun(auth Authenticator, opts ...Option) (*Run, error) {
 func StartRun(t testing.TB, auth Authenticator, opts ...Option) *Run {
 	t.Helper()
 	r, err := NewRun(auth, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.Close)
-	return r
+	return started(t, r, err)
 }
 
 // Addr is the host:port the gRPC server listens on.
@@ -100,21 +96,6 @@ func (r *Run) Close() {
 	r.grpc.close()
 	r.cancel()
 	r.bg.Wait()
-}
-
-// Calls returns how many authenticated calls of the named method (e.g. "GetService", "GetOperation") it
-// answered.
-func (r *Run) Calls(method string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.calls[method]
-}
-
-// CallCounts returns the authenticated calls per method.
-func (r *Run) CallCounts() map[string]int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return maps.Clone(r.calls)
 }
 
 // Writes returns how many calls could have changed something: CreateService, UpdateService and
@@ -182,10 +163,10 @@ func (r *Run) ServingURL(project, region, service string) string {
 // begin takes the lock, counts a call of method (unless "", for the accessors above) and completes the
 // operations that are due; the caller defers the returned unlock.
 func (r *Run) begin(method string) func() {
-	r.mu.Lock()
 	if method != "" {
-		r.calls[method]++
+		r.count(method)
 	}
+	r.mu.Lock()
 	r.settle()
 	return r.unlock
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"hash/crc32"
-	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -28,9 +27,10 @@ type SecretManager struct {
 	cfg  *settings
 	grpc *grpcServer
 
+	callLog // Calls and CallCounts
+
 	mu      sync.Mutex
 	secrets map[string]*storedSecret // projects/NUMBER/secrets/ID -> secret
-	calls   map[string]int
 }
 
 type storedSecret struct {
@@ -48,7 +48,7 @@ var secretIDPattern = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,255}$`)
 // NewSecretManager starts a Secret Manager on a loopback port; auth decides which tokens may call it.
 // Close stops it.
 func NewSecretManager(auth Authenticator, opts ...Option) (*SecretManager, error) {
-	s := &SecretManager{cfg: newSettings(opts), secrets: map[string]*storedSecret{}, calls: map[string]int{}}
+	s := &SecretManager{cfg: newSettings(opts), secrets: map[string]*storedSecret{}}
 	srv, err := serveGRPC(auth, func(g *grpc.Server) {
 		secretmanagerpb.RegisterSecretManagerServiceServer(g, secretManagerAPI{s: s})
 	})
@@ -63,11 +63,7 @@ func NewSecretManager(auth Authenticator, opts ...Option) (*SecretManager, error
 func StartSecretManager(t testing.TB, auth Authenticator, opts ...Option) *SecretManager {
 	t.Helper()
 	s, err := NewSecretManager(auth, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return s
+	return started(t, s, err)
 }
 
 // Addr is the host:port the gRPC server listens on.
@@ -75,20 +71,6 @@ func (s *SecretManager) Addr() string { return s.grpc.addr }
 
 // Close stops the server.
 func (s *SecretManager) Close() { s.grpc.close() }
-
-// Calls returns how many authenticated calls of the named method (e.g. "AccessSecretVersion") it answered.
-func (s *SecretManager) Calls(method string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.calls[method]
-}
-
-// CallCounts returns the authenticated calls per method.
-func (s *SecretManager) CallCounts() map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return maps.Clone(s.calls)
-}
 
 // AddSecret adds a version holding payload to the secret name of project (an ID or number), creating the
 // secret with automatic replication if it does not exist. It returns the version's full name, with the
@@ -229,8 +211,8 @@ var _ secretmanagerpb.SecretManagerServiceServer = secretManagerAPI{}
 
 // begin counts a call and takes the lock; the caller defers the returned unlock.
 func (a secretManagerAPI) begin(method string) func() {
+	a.s.count(method)
 	a.s.mu.Lock()
-	a.s.calls[method]++
 	return a.s.mu.Unlock
 }
 

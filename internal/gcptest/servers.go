@@ -3,13 +3,57 @@ package gcptest
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"sync"
+	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 )
+
+// started is how the Start helpers finish: it fails the test on the constructor's error, and closes the
+// stand-in when the test ends.
+func started[T interface{ Close() }](t testing.TB, v T, err error) T {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	return v
+}
+
+// callLog counts the authenticated calls a gRPC stand-in answered, per method; embedded in the stand-in,
+// it gives it Calls and CallCounts.
+type callLog struct {
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (l *callLog) count(method string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.calls == nil {
+		l.calls = map[string]int{}
+	}
+	l.calls[method]++
+}
+
+// Calls returns how many authenticated calls of the named method (e.g. "GetService", "GetOperation",
+// "AccessSecretVersion") it answered.
+func (l *callLog) Calls(method string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.calls[method]
+}
+
+// CallCounts returns the authenticated calls per method.
+func (l *callLog) CallCounts() map[string]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.calls)
+}
 
 // httpServer serves a handler on a loopback port.
 type httpServer struct {

@@ -87,11 +87,7 @@ func NewTokenServer(opts ...Option) (*TokenServer, error) {
 func StartTokenServer(t testing.TB, opts ...Option) *TokenServer {
 	t.Helper()
 	s, err := NewTokenServer(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return s
+	return started(t, s, err)
 }
 
 // URL is the server's base URL, http://127.0.0.1:PORT.
