@@ -1,8 +1,9 @@
 // Package localcloud puts together, on this machine, everything the action deploys to, with no Google
 // account: the stand-ins for Google's APIs (token endpoint, Secret Manager, Cloud Run, Artifact
 // Registry's front; package gcptest) and the real parts (PostgreSQL, the distribution registry,
-// fake-gcs-server, MLflow; package testenv), with Cloud Run revisions running as processes. It runs the
-// action's binary as GitHub does. The demo and the end-to-end test both use it.
+// fake-gcs-server, MLflow; package testenv), with Cloud Run revisions running as processes (Runtime, in
+// runtime.go, process.go and frontend.go). It runs the action's binary as GitHub does. The demo and the
+// end-to-end test both use it.
 package localcloud
 
 import (
