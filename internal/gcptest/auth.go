@@ -2,7 +2,6 @@ package gcptest
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -10,7 +9,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 )
 
 // Authenticator decides whether an access token may call a stand-in, and on whose behalf. A *TokenServer
@@ -81,24 +79,6 @@ func UnaryAuth(a Authenticator) grpc.UnaryServerInterceptor {
 	}
 }
 
-// StreamAuth is UnaryAuth for streaming calls.
-func StreamAuth(a Authenticator) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		ctx, err := authenticateGRPC(ss.Context(), a)
-		if err != nil {
-			return err
-		}
-		return handler(srv, &authedStream{ServerStream: ss, ctx: ctx})
-	}
-}
-
-type authedStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *authedStream) Context() context.Context { return s.ctx }
-
 func authenticateGRPC(ctx context.Context, a Authenticator) (context.Context, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	var token string
@@ -110,8 +90,7 @@ func authenticateGRPC(ctx context.Context, a Authenticator) (context.Context, er
 	}
 	principal, err := authenticate(a, token)
 	if err != nil {
-		code, msg := authFailure(err)
-		return nil, status.Error(code, msg)
+		return nil, authFailure(err)
 	}
 	return context.WithValue(ctx, principalKey{}, principal), nil
 }
@@ -123,11 +102,11 @@ func RequireBearer(a Authenticator, next http.Handler) http.Handler {
 		token, _ := bearer(r.Header.Get("Authorization"))
 		principal, err := authenticate(a, token)
 		if err != nil {
-			code, msg := authFailure(err)
-			if code == codes.Unauthenticated {
+			refused := authFailure(err)
+			if refused.code == codes.Unauthenticated {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="https://accounts.google.com/"`)
 			}
-			writeGoogleError(w, code, msg)
+			googleError(refused).write(w)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, principal)))
@@ -141,14 +120,15 @@ func authenticate(a Authenticator, token string) (string, error) {
 	return a.Authenticate(token)
 }
 
-func authFailure(err error) (codes.Code, string) {
+// authFailure is Google's refusal of a request whose credentials the Authenticator refused.
+func authFailure(err error) *refusal {
 	switch {
 	case errors.Is(err, ErrMissingToken):
-		return codes.Unauthenticated, msgMissing
+		return refuse(codes.Unauthenticated, "%s", msgMissing)
 	case errors.Is(err, ErrInsufficientScope):
-		return codes.PermissionDenied, msgScope
+		return refuse(codes.PermissionDenied, "%s", msgScope)
 	default:
-		return codes.Unauthenticated, msgInvalid
+		return refuse(codes.Unauthenticated, "%s", msgInvalid)
 	}
 }
 
@@ -158,31 +138,4 @@ func bearer(header string) (string, bool) {
 		return "", false
 	}
 	return strings.TrimSpace(token), true
-}
-
-// restStatus gives the HTTP status and status name that Google's REST APIs use for a gRPC code.
-var restStatus = map[codes.Code]struct {
-	http int
-	name string
-}{
-	codes.InvalidArgument:    {http.StatusBadRequest, "INVALID_ARGUMENT"},
-	codes.FailedPrecondition: {http.StatusBadRequest, "FAILED_PRECONDITION"},
-	codes.Unauthenticated:    {http.StatusUnauthorized, "UNAUTHENTICATED"},
-	codes.PermissionDenied:   {http.StatusForbidden, "PERMISSION_DENIED"},
-	codes.NotFound:           {http.StatusNotFound, "NOT_FOUND"},
-	codes.AlreadyExists:      {http.StatusConflict, "ALREADY_EXISTS"},
-	codes.Aborted:            {http.StatusConflict, "ABORTED"},
-	codes.Internal:           {http.StatusInternalServerError, "INTERNAL"},
-}
-
-// writeGoogleError writes the JSON error body of Google's REST APIs.
-func writeGoogleError(w http.ResponseWriter, code codes.Code, msg string) {
-	st, ok := restStatus[code]
-	if !ok {
-		st = restStatus[codes.Internal]
-	}
-	body := map[string]any{"error": map[string]any{"code": st.http, "message": msg, "status": st.name}}
-	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
-	w.WriteHeader(st.http)
-	_ = json.NewEncoder(w).Encode(body)
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"log"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -23,10 +22,6 @@ type Cloud struct {
 
 	registry *httpServer
 }
-
-// WithRegistryBackend sets the registry behind the Artifact Registry front of NewCloud and Start (default
-// go-containerregistry's in-memory registry), e.g. a reverse proxy to a real registry.
-func WithRegistryBackend(h http.Handler) Option { return func(s *settings) { s.registry = h } }
 
 // NewCloud starts every stand-in; opts go to each of them. Close stops them.
 func NewCloud(opts ...Option) (c *Cloud, err error) {
@@ -61,11 +56,7 @@ func NewCloud(opts ...Option) (c *Cloud, err error) {
 func Start(t testing.TB, opts ...Option) *Cloud {
 	t.Helper()
 	c, err := NewCloud(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
+	return started(t, c, err)
 }
 
 // Close stops every stand-in that was started.

@@ -13,7 +13,17 @@
 //
 // Every stand-in has a constructor that returns a value with Close, for use outside tests (the demo), and a
 // Start helper that takes a testing.TB and closes it at the end of the test. NewCloud and Start build all
-// of them, wired to one another.
+// of them, wired to one another. Each answers only the methods the action and its tests call; the others
+// answer UNIMPLEMENTED.
+//
+// Where things are: cloud.go (the bundle) and options.go (every Option); tokens.go, oauth.go,
+// credentials.go and jwt.go (the token server, its endpoints and the credential files it writes);
+// auth.go (how every stand-in checks tokens); secrets.go (Secret Manager); run.go, services.go,
+// revisions.go, reconcile.go, operations.go, iam.go, spec.go and runtime.go (Cloud Run: its resources,
+// how a service's status follows its revisions, the spec's validation and defaults, and the Runtime hook
+// that decides a revision's fate); registry.go (the Artifact Registry front); baseimage.go (the stand-in
+// for the official MLflow image); errors.go (every refusal, in Google's words); servers.go and
+// resources.go (loopback servers, projects, names and etags).
 //
 // The errors, as Google's APIs answer them:
 //   - no token or an unknown one: UNAUTHENTICATED (HTTP 401); a token without cloud-platform:
@@ -24,8 +34,8 @@
 //   - creating what exists: ALREADY_EXISTS.
 //   - a stale etag on a Cloud Run service, a Secret Manager version or an IAM policy: ABORTED (AIP-154;
 //     for IAM "There were concurrent policy changes. ...").
-//   - accessing a disabled or destroyed secret version: FAILED_PRECONDITION "Secret Version [...] is in
-//     DISABLED state." (latest is the newest version, whatever its state).
+//   - accessing a disabled secret version: FAILED_PRECONDITION "Secret Version [...] is in DISABLED
+//     state." (latest is the newest version, whatever its state).
 //   - a revision that fails: its operation fails with FAILED_PRECONDITION "Revision 'NAME' is not ready
 //     and cannot serve traffic. ..." (code 9, as Cloud Run reports it).
 //   - allUsers under the domain restricted sharing organization policy: FAILED_PRECONDITION "One or more

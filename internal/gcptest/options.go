@@ -1,21 +1,8 @@
 package gcptest
 
 import (
-	"errors"
-	"fmt"
-	"net"
 	"net/http"
-	"strings"
-	"sync"
 	"time"
-
-	"google.golang.org/grpc"
-)
-
-// The project every stand-in knows unless told of others with WithProject.
-const (
-	DefaultProjectID     = "test-project"
-	DefaultProjectNumber = "123456789012"
 )
 
 // Option configures a stand-in. Each stand-in reads the options that concern it and ignores the rest, so
@@ -24,6 +11,7 @@ type Option func(*settings)
 
 type settings struct {
 	projects      map[string]string // project ID -> project number
+	now           func() time.Time  // the clock of token expiry and of WithOperationDelay
 	tokenLifetime time.Duration
 
 	runtime          Runtime
@@ -37,7 +25,7 @@ type settings struct {
 }
 
 func newSettings(opts []Option) *settings {
-	s := &settings{projects: map[string]string{}, tokenLifetime: time.Hour, opPolls: 1}
+	s := &settings{projects: map[string]string{}, now: time.Now, tokenLifetime: time.Hour, opPolls: 1, serviceURL: DefaultServiceURL}
 	for _, o := range opts {
 		o(s)
 	}
@@ -59,96 +47,34 @@ func WithTokenLifetime(d time.Duration) Option {
 	return func(s *settings) { s.tokenLifetime = d }
 }
 
-// project is a known project, reached by its ID or its number.
-type project struct {
-	id, number string
-}
+// WithRuntime sets the Runtime that starts Cloud Run revisions.
+func WithRuntime(rt Runtime) Option { return func(s *settings) { s.runtime = rt } }
 
-// lookupProject resolves a project ID or number.
-func (s *settings) lookupProject(idOrNumber string) (project, bool) {
-	if n, ok := s.projects[idOrNumber]; ok {
-		return project{id: idOrNumber, number: n}, true
-	}
-	for id, n := range s.projects {
-		if n == idOrNumber {
-			return project{id: id, number: n}, true
+// WithOperationPolls makes a Cloud Run operation done on its n-th GetOperation, once its revision has
+// started (default 1: the first poll after the call that began it).
+func WithOperationPolls(n int) Option { return func(s *settings) { s.opPolls = max(n, 1) } }
+
+// WithOperationDelay makes a Cloud Run operation done d after it began, once its revision has started,
+// however often it is polled.
+func WithOperationDelay(d time.Duration) Option { return func(s *settings) { s.opDelay = d } }
+
+// WithServiceURL sets the URL Cloud Run services get (default DefaultServiceURL).
+func WithServiceURL(fn func(ServiceRef) string) Option {
+	return func(s *settings) {
+		if fn != nil {
+			s.serviceURL = fn
 		}
 	}
-	return project{}, false
 }
 
-// splitName splits a resource name into its segments and checks that the collection segments (the even
-// ones) are as expected, e.g. splitName(name, "projects", "secrets") for "projects/p/secrets/s".
-func splitName(name string, collections ...string) ([]string, bool) {
-	parts := strings.Split(name, "/")
-	if len(parts) != 2*len(collections) {
-		return nil, false
-	}
-	for i, c := range collections {
-		if parts[2*i] != c || parts[2*i+1] == "" {
-			return nil, false
-		}
-	}
-	return parts, true
-}
+// WithDomainRestrictedSharing simulates the organization policy constraints/iam.allowedPolicyMemberDomains:
+// SetIamPolicy refuses allUsers and allAuthenticatedUsers.
+func WithDomainRestrictedSharing() Option { return func(s *settings) { s.domainRestricted = true } }
 
-// httpServer serves a handler on a loopback port.
-type httpServer struct {
-	srv *http.Server
-	url string
-	wg  sync.WaitGroup
-}
+// WithSecretManager makes Cloud Run check a revision's secret references against sm, as it does before
+// starting a revision: a missing or unusable secret version fails the revision.
+func WithSecretManager(sm *SecretManager) Option { return func(s *settings) { s.secrets = sm } }
 
-func serveHTTP(h http.Handler) (*httpServer, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("listen on loopback: %w", err)
-	}
-	s := &httpServer{srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, url: "http://" + ln.Addr().String()}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			panic(fmt.Sprintf("gcptest: serving HTTP on %s: %v", s.url, err))
-		}
-	}()
-	return s, nil
-}
-
-func (s *httpServer) close() {
-	s.srv.Close()
-	s.wg.Wait()
-}
-
-// grpcServer serves gRPC services on a loopback port, each call authenticated by auth.
-type grpcServer struct {
-	srv  *grpc.Server
-	addr string
-	wg   sync.WaitGroup
-}
-
-func serveGRPC(auth Authenticator, register func(*grpc.Server)) (*grpcServer, error) {
-	if auth == nil {
-		return nil, errors.New("gcptest: a stand-in needs an Authenticator (a *TokenServer, or StaticTokens)")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("listen on loopback: %w", err)
-	}
-	s := &grpcServer{
-		srv:  grpc.NewServer(grpc.ChainUnaryInterceptor(UnaryAuth(auth)), grpc.ChainStreamInterceptor(StreamAuth(auth))),
-		addr: ln.Addr().String(),
-	}
-	register(s.srv)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		_ = s.srv.Serve(ln) // returns when stopped
-	}()
-	return s, nil
-}
-
-func (s *grpcServer) close() {
-	s.srv.Stop()
-	s.wg.Wait()
-}
+// WithRegistryBackend sets the registry behind the Artifact Registry front of NewCloud and Start (default
+// go-containerregistry's in-memory registry), e.g. a reverse proxy to a real registry.
+func WithRegistryBackend(h http.Handler) Option { return func(s *settings) { s.registry = h } }

@@ -164,15 +164,17 @@ func TestTokenEndpointRefusesOtherGrants(t *testing.T) {
 
 func TestTokenLifetime(t *testing.T) {
 	t.Parallel()
-	tokens := StartTokenServer(t, WithTokenLifetime(1500*time.Millisecond))
+	clock := newFakeClock()
+	tokens := StartTokenServer(t, WithTokenLifetime(90*time.Second), withClock(clock))
 	tok, err := serviceAccount(t, tokens).Token()
 	if err != nil {
 		t.Fatal(err)
 	}
+	clock.advance(89 * time.Second)
 	if !tokens.Valid(tok.AccessToken) {
-		t.Fatal("a fresh token is not valid")
+		t.Fatal("a token 1s before its expiry is not valid")
 	}
-	time.Sleep(1600 * time.Millisecond)
+	clock.advance(time.Second)
 	if tokens.Valid(tok.AccessToken) {
 		t.Error("an expired token is still valid")
 	}

@@ -1,8 +1,9 @@
 // Package localcloud puts together, on this machine, everything the action deploys to, with no Google
 // account: the stand-ins for Google's APIs (token endpoint, Secret Manager, Cloud Run, Artifact
 // Registry's front; package gcptest) and the real parts (PostgreSQL, the distribution registry,
-// fake-gcs-server, MLflow; package testenv), with Cloud Run revisions running as processes. It runs the
-// action's binary as GitHub does. The demo and the end-to-end test both use it.
+// fake-gcs-server, MLflow; package testenv), with Cloud Run revisions running as processes (Runtime, in
+// runtime.go, process.go and frontend.go). It runs the action's binary as GitHub does. The demo and the
+// end-to-end test both use it.
 package localcloud
 
 import (
@@ -46,7 +47,7 @@ const (
 // Cloud is a running local cloud. Close stops everything it started.
 type Cloud struct {
 	Google   *gcptest.Cloud
-	Runtime  *gcptest.LocalRuntime
+	Runtime  *Runtime
 	Postgres *testenv.Postgres
 	GCS      *testenv.FakeGCS
 	Registry *testenv.Registry
@@ -103,7 +104,7 @@ func (c *Cloud) start(ctx context.Context, logs io.Writer) (err error) {
 
 	// Artifact Registry: the token-checking front, with the real registry process behind it.
 	backend := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: c.Registry.Host()})
-	c.Runtime = &gcptest.LocalRuntime{Dir: filepath.Join(dir, "revisions"), Logs: logs, HostEnv: c.hostEnv()}
+	c.Runtime = &Runtime{Dir: filepath.Join(dir, "revisions"), Logs: logs, HostEnv: c.hostEnv()}
 	if c.Google, err = gcptest.NewCloud(gcptest.WithRegistryBackend(backend), gcptest.WithRuntime(c.Runtime),
 		gcptest.WithServiceURL(func(ref gcptest.ServiceRef) string { return c.Runtime.URL(ref.Service) })); err != nil {
 		return err

@@ -1,7 +1,6 @@
 package gcptest
 
 import (
-	"crypto/rand"
 	"fmt"
 	"regexp"
 	"slices"
@@ -10,8 +9,8 @@ import (
 
 	"cloud.google.com/go/run/apiv2/runpb"
 	"google.golang.org/genproto/googleapis/api"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -30,10 +29,6 @@ var reservedEnv = []string{"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"}
 
 // Label and annotation prefixes the v2 API reserves.
 var reservedPrefixes = []string{"run.googleapis.com", "cloud.googleapis.com", "serving.knative.dev", "autoscaling.knative.dev"}
-
-func invalid(format string, args ...any) error {
-	return status.Errorf(codes.InvalidArgument, format, args...)
-}
 
 // validateService refuses a spec the way the Cloud Run Admin API does, with INVALID_ARGUMENT.
 func validateService(svc *runpb.Service, serviceID string) error {
@@ -303,18 +298,46 @@ func defaultProbe(p *runpb.Probe, port int32) {
 	}
 }
 
-// revisionSuffix is the random part of a generated revision name, e.g. "6hx" in mlflow-00001-6hx.
-func revisionSuffix() string {
-	const chars = "abcdefghijklmnopqrstuvwxyz0123456789"
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	for i := range b {
-		b[i] = chars[int(b[i])%len(chars)]
-	}
-	return string(b)
+// spec is the part of a service its caller sets: everything but output-only fields and its name.
+func spec(svc *runpb.Service) *runpb.Service {
+	s := proto.Clone(svc).(*runpb.Service)
+	clearOutputOnly(s)
+	s.Name = ""
+	return s
 }
 
-// revisionName is SERVICE-0000N-xyz, numbered by the service generation that created it.
-func revisionName(service string, generation int64) string {
-	return service + "-" + fmt.Sprintf("%05d", generation) + "-" + revisionSuffix()
+// merge applies an update to the stored spec: the whole service, or with an update mask only the named
+// top-level fields (a nested path such as scaling.min_instance_count replaces all of scaling).
+func merge(stored, update *runpb.Service, paths []string) (*runpb.Service, error) {
+	if len(paths) == 0 {
+		return update, nil
+	}
+	dst, src := stored.ProtoReflect(), update.ProtoReflect()
+	fields := dst.Descriptor().Fields()
+	for _, path := range paths {
+		top, _, _ := strings.Cut(path, ".")
+		fd := fields.ByName(protoreflect.Name(snakeCase(top)))
+		if fd == nil || fd.Name() == "name" {
+			return nil, invalid("update_mask: %q is not a field of Service that can be updated.", path)
+		}
+		if src.Has(fd) {
+			dst.Set(fd, src.Get(fd))
+		} else {
+			dst.Clear(fd)
+		}
+	}
+	clearOutputOnly(stored)
+	return stored, nil
+}
+
+func snakeCase(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if c >= 'A' && c <= 'Z' {
+			b.WriteByte('_')
+			c += 'a' - 'A'
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }

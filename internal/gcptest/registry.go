@@ -1,7 +1,6 @@
 package gcptest
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"log"
@@ -96,31 +95,15 @@ func (a *ArtifactRegistry) ResetCounts() {
 
 func (a *ArtifactRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.count(func(c *RegistryCounts) { c.Requests++ })
-	if !strings.HasPrefix(r.URL.Path, "/v2/") {
-		a.refuse(w, http.StatusNotFound, "NOT_FOUND", "The requested URL was not found on this server.")
-		return
-	}
-	if status, code, msg := a.authorize(r); status != 0 {
-		if status == http.StatusUnauthorized {
+	name, op := splitRegistryPath(r.URL.Path)
+	if refused := a.check(r, name); refused != nil {
+		a.count(func(c *RegistryCounts) { c.Refused++ })
+		if refused.status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Basic realm="Artifact Registry"`)
 		}
-		a.refuse(w, status, code, msg)
+		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+		refused.write(w)
 		return
-	}
-	name, op := splitRegistryPath(r.URL.Path)
-	if name != "" {
-		parts := strings.Split(name, "/")
-		if len(parts) < 3 {
-			a.refuse(w, http.StatusBadRequest, "NAME_INVALID", "Missing image name. Pushes should be of the form docker push HOST-NAME/PROJECT-ID/REPOSITORY/IMAGE")
-			return
-		}
-		a.mu.Lock()
-		known := a.repos[parts[0]+"/"+parts[1]]
-		a.mu.Unlock()
-		if !known {
-			a.refuse(w, http.StatusNotFound, "NAME_UNKNOWN", `Repository "`+parts[1]+`" not found`)
-			return
-		}
 	}
 	write := r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch || r.Method == http.MethodDelete
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
@@ -141,23 +124,39 @@ func (a *ArtifactRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// authorize checks the basic-auth credentials; a non-zero status is the refusal.
-func (a *ArtifactRegistry) authorize(r *http.Request) (status int, code, msg string) {
+// check refuses, as Artifact Registry does, a request outside /v2/, without an access token it accepts,
+// or for an image outside a repository made with CreateRepository.
+func (a *ArtifactRegistry) check(r *http.Request, name string) *httpError {
+	if !strings.HasPrefix(r.URL.Path, "/v2/") {
+		return registryError(http.StatusNotFound, "NOT_FOUND", "The requested URL was not found on this server.")
+	}
 	user, token, ok := r.BasicAuth()
 	if !ok {
-		return http.StatusUnauthorized, "UNAUTHORIZED", "Unauthenticated request. Unauthenticated requests do not have permission \"artifactregistry.repositories.downloadArtifacts\" on this resource."
+		return registryError(http.StatusUnauthorized, "UNAUTHORIZED", "Unauthenticated request. Unauthenticated requests do not have permission \"artifactregistry.repositories.downloadArtifacts\" on this resource.")
 	}
 	if !slices.Contains(tokenUsers, user) {
-		return http.StatusUnauthorized, "UNAUTHORIZED", "Not authorized: user " + user + " is not _token or oauth2accesstoken, and the password must be an OAuth access token."
+		return registryError(http.StatusUnauthorized, "UNAUTHORIZED", "Not authorized: user "+user+" is not _token or oauth2accesstoken, and the password must be an OAuth access token.")
 	}
 	_, err := a.auth.Authenticate(token)
 	switch {
 	case errors.Is(err, ErrInsufficientScope):
-		return http.StatusForbidden, "DENIED", "Permission \"artifactregistry.repositories.uploadArtifacts\" denied: " + msgScope
+		return registryError(http.StatusForbidden, "DENIED", "Permission \"artifactregistry.repositories.uploadArtifacts\" denied: "+msgScope)
 	case err != nil:
-		return http.StatusUnauthorized, "UNAUTHORIZED", "The access token is invalid or has expired."
+		return registryError(http.StatusUnauthorized, "UNAUTHORIZED", "The access token is invalid or has expired.")
 	}
-	return 0, "", ""
+	if name == "" {
+		return nil
+	}
+	parts := strings.Split(name, "/")
+	if len(parts) < 3 {
+		return registryError(http.StatusBadRequest, "NAME_INVALID", "Missing image name. Pushes should be of the form docker push HOST-NAME/PROJECT-ID/REPOSITORY/IMAGE")
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.repos[parts[0]+"/"+parts[1]] {
+		return registryError(http.StatusNotFound, "NAME_UNKNOWN", `Repository "`+parts[1]+`" not found`)
+	}
+	return nil
 }
 
 // splitRegistryPath splits /v2/NAME/OP/... into NAME and OP (blobs, manifests, tags, referrers); both are
@@ -180,15 +179,6 @@ func (a *ArtifactRegistry) count(f func(*RegistryCounts)) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	f(&a.counts)
-}
-
-// refuse answers with the Docker registry JSON error body.
-func (a *ArtifactRegistry) refuse(w http.ResponseWriter, status int, code, msg string) {
-	a.count(func(c *RegistryCounts) { c.Refused++ })
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"errors": []map[string]string{{"code": code, "message": msg}}})
 }
 
 type statusRecorder struct {

@@ -1,0 +1,79 @@
+package gcptest
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"cloud.google.com/go/iam/apiv1/iampb"
+	"github.com/googleapis/gax-go/v2/apierror"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func TestRunIAMPolicy(t *testing.T) {
+	t.Parallel()
+	invoker := func(etag []byte, members ...string) *iampb.SetIamPolicyRequest {
+		return &iampb.SetIamPolicyRequest{Resource: testService, Policy: &iampb.Policy{Etag: etag, Bindings: []*iampb.Binding{{Role: "roles/run.invoker", Members: members}}}}
+	}
+	t.Run("read-modify-write", func(t *testing.T) {
+		t.Parallel()
+		r, c, _ := runClients(t)
+		ctx := waitCtx(t)
+		if _, err := c.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{Resource: testService}); status.Code(err) != codes.NotFound {
+			t.Errorf("GetIamPolicy before the service exists = %v, want NotFound", err)
+		}
+		if _, err := create(t, c, mlflowService("img")); err != nil {
+			t.Fatal(err)
+		}
+		p, err := c.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{Resource: testService})
+		if err != nil || len(p.Etag) == 0 || len(p.Bindings) != 0 {
+			t.Fatalf("initial policy = %v, %v", p, err)
+		}
+		set, err := c.SetIamPolicy(ctx, invoker(p.Etag, "allUsers"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(set.Etag) == string(p.Etag) {
+			t.Error("the policy etag did not change")
+		}
+		if _, err := c.SetIamPolicy(ctx, invoker(p.Etag, "user:a@example.com")); status.Code(err) != codes.Aborted {
+			t.Errorf("SetIamPolicy with a stale etag = %v, want Aborted", err)
+		}
+		if _, err := c.SetIamPolicy(ctx, &iampb.SetIamPolicyRequest{Resource: testService, Policy: &iampb.Policy{Bindings: []*iampb.Binding{{Role: "roles/storage.admin", Members: []string{"allUsers"}}}}}); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("SetIamPolicy with a role Cloud Run does not have = %v, want InvalidArgument", err)
+		}
+		if _, err := c.SetIamPolicy(ctx, invoker(nil, "a@example.com")); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("SetIamPolicy with a member without type = %v, want InvalidArgument", err)
+		}
+		stored, _ := r.Policy("my-project", "us-central1", "mlflow")
+		if len(stored.Bindings) != 1 || stored.Bindings[0].Members[0] != "allUsers" {
+			t.Errorf("stored policy = %v", stored)
+		}
+	})
+	t.Run("domain restricted sharing", func(t *testing.T) {
+		t.Parallel()
+		_, c, _ := runClients(t, WithDomainRestrictedSharing())
+		if _, err := create(t, c, mlflowService("img")); err != nil {
+			t.Fatal(err)
+		}
+		_, err := c.SetIamPolicy(waitCtx(t), invoker(nil, "allUsers"))
+		var apiErr *apierror.APIError
+		if !errors.As(err, &apiErr) || apiErr.GRPCStatus().Code() != codes.FailedPrecondition || !strings.Contains(err.Error(), "do not belong to a permitted customer") {
+			t.Fatalf("SetIamPolicy(allUsers) = %v, want FAILED_PRECONDITION from the org policy", err)
+		}
+		var pf *errdetails.PreconditionFailure
+		for _, d := range apiErr.GRPCStatus().Details() {
+			if p, ok := d.(*errdetails.PreconditionFailure); ok {
+				pf = p
+			}
+		}
+		if pf == nil || pf.Violations[0].Type != "constraints/iam.allowedPolicyMemberDomains" {
+			t.Errorf("details = %v, want a PreconditionFailure naming the constraint", apiErr.GRPCStatus().Details())
+		}
+		if _, err := c.SetIamPolicy(waitCtx(t), invoker(nil, "serviceAccount:ci@my-project.iam.gserviceaccount.com")); err != nil {
+			t.Errorf("a member of the organization: %v", err)
+		}
+	})
+}
