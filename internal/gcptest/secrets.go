@@ -252,16 +252,33 @@ func (a secretManagerAPI) AccessSecretVersion(_ context.Context, req *secretmana
 
 func (a secretManagerAPI) DisableSecretVersion(_ context.Context, req *secretmanagerpb.DisableSecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
 	defer a.begin("DisableSecretVersion")()
-	v, err := a.s.resolveVersion(req.GetName(), "secretmanager.versions.disable")
+	return a.setState(req.GetName(), req.GetEtag(), secretmanagerpb.SecretVersion_DISABLED, "secretmanager.versions.disable")
+}
+
+func (a secretManagerAPI) DestroySecretVersion(_ context.Context, req *secretmanagerpb.DestroySecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
+	defer a.begin("DestroySecretVersion")()
+	return a.setState(req.GetName(), req.GetEtag(), secretmanagerpb.SecretVersion_DESTROYED, "secretmanager.versions.destroy")
+}
+
+// setState moves a version to state: DESTROYED is final, and its data is gone. s.mu is held.
+func (a secretManagerAPI) setState(name, etag string, state secretmanagerpb.SecretVersion_State, permission string) (*secretmanagerpb.SecretVersion, error) {
+	v, err := a.s.resolveVersion(name, permission)
 	if err != nil {
 		return nil, err
 	}
-	if etag := req.GetEtag(); etag != "" && etag != v.pb.Etag {
+	if etag != "" && etag != v.pb.Etag {
 		return nil, refuse(codes.Aborted, "The etag %s does not match the current etag %s of Secret Version [%s].", etag, v.pb.Etag, v.pb.Name)
 	}
-	if v.pb.State != secretmanagerpb.SecretVersion_DISABLED {
-		v.pb.State = secretmanagerpb.SecretVersion_DISABLED
+	if v.pb.State == secretmanagerpb.SecretVersion_DESTROYED {
+		return nil, refuse(codes.FailedPrecondition, "Secret Version [%s] is in DESTROYED state.", v.pb.Name)
+	}
+	if v.pb.State != state {
+		v.pb.State = state
 		v.pb.Etag = newEtag()
+		if state == secretmanagerpb.SecretVersion_DESTROYED {
+			v.pb.DestroyTime = timestamppb.New(a.s.cfg.now())
+			v.payload = nil
+		}
 	}
 	return proto.Clone(v.pb).(*secretmanagerpb.SecretVersion), nil
 }
