@@ -143,6 +143,22 @@ func (r *Run) Policy(project, region, service string) (*iampb.Policy, bool) {
 	return proto.Clone(rs.policy).(*iampb.Policy), true
 }
 
+// SetPolicy replaces the IAM policy of a service without the checks of SetIamPolicy, to set up what an
+// earlier deploy or someone else left, such as an allUsers binding granted before the domain-restricted-
+// sharing policy was enforced (an organization policy does not remove existing bindings). It gives the
+// policy a new etag and reports whether the service exists.
+func (r *Run) SetPolicy(project, region, service string, p *iampb.Policy) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rs := r.lookup(project, region, service)
+	if rs == nil {
+		return false
+	}
+	rs.policy = proto.Clone(p).(*iampb.Policy)
+	rs.policy.Etag = []byte(newEtag())
+	return true
+}
+
 // ServingURL returns the URL the Runtime gave for the revision receiving most of a service's traffic, or
 // "" if none serves (or the Runtime gave none).
 func (r *Run) ServingURL(project, region, service string) string {
