@@ -8,6 +8,7 @@ import (
 	"cloud.google.com/go/iam/apiv1/iampb"
 	"github.com/googleapis/gax-go/v2/apierror"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/genproto/googleapis/type/expr"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -112,5 +113,46 @@ func TestRunInvokerIAMDisabled(t *testing.T) {
 	if updated.Generation != created.Generation+1 || len(r.Revisions("my-project", "us-central1", "mlflow")) != 1 {
 		t.Errorf("generation %d -> %d, %d revisions: want a new generation and no new revision",
 			created.Generation, updated.Generation, len(r.Revisions("my-project", "us-central1", "mlflow")))
+	}
+}
+
+// TestRunAllowsUnauthenticated checks what the local front end asks: Cloud Run lets a request without an
+// identity token through when invoker_iam_disabled is set or allUsers may invoke the service.
+func TestRunAllowsUnauthenticated(t *testing.T) {
+	t.Parallel()
+	r, c, _ := runClients(t)
+	if r.AllowsUnauthenticated("my-project", "us-central1", "mlflow") {
+		t.Error("a service that does not exist lets requests through")
+	}
+	if _, err := create(t, c, mlflowService("img")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		disabled bool
+		bindings []*iampb.Binding
+		want     bool
+	}{
+		{"private by default", false, nil, false},
+		{"invoker IAM check disabled", true, nil, true},
+		{"allUsers invoker binding", false, []*iampb.Binding{{Role: "roles/run.invoker", Members: []string{"allUsers"}}}, true},
+		{"allAuthenticatedUsers needs a token", false, []*iampb.Binding{{Role: "roles/run.invoker", Members: []string{"allAuthenticatedUsers"}}}, false},
+		{"conditional allUsers binding", false, []*iampb.Binding{{Role: "roles/run.invoker", Members: []string{"allUsers"},
+			Condition: &expr.Expr{Expression: "request.time < timestamp('2000-01-01T00:00:00Z')"}}}, false},
+		{"allUsers in another role", false, []*iampb.Binding{{Role: "roles/run.viewer", Members: []string{"allUsers"}}}, false},
+		{"named invokers only", false, []*iampb.Binding{{Role: "roles/run.invoker", Members: []string{"user:a@example.com"}}}, false},
+	} {
+		svc := get(t, c)
+		svc.InvokerIamDisabled = tc.disabled
+		if _, err := update(t, c, svc); err != nil {
+			t.Fatal(err)
+		}
+		r.SetPolicy("my-project", "us-central1", "mlflow", &iampb.Policy{Bindings: tc.bindings})
+		// The project may be named by its number too.
+		for _, project := range []string{"my-project", "111"} {
+			if got := r.AllowsUnauthenticated(project, "us-central1", "mlflow"); got != tc.want {
+				t.Errorf("%s (%s): AllowsUnauthenticated = %v, want %v", tc.name, project, got, tc.want)
+			}
+		}
 	}
 }
