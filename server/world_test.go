@@ -341,3 +341,19 @@ func assertGone(t *testing.T, procs []testenv.Proc) {
 		t.Errorf("MLflow process %d (%s) outlived the server", p.PID, testenv.Cmdline(p.PID))
 	}
 }
+
+// TestDatabaseName: names fit PostgreSQL's limit whole, so the suffix that makes them unique survives.
+func TestDatabaseName(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ test, want string }{
+		{"TestServer", "testserver_0a1b2c3d"},
+		{"TestServer/auth/no colon", "testserver_auth_no_colon_0a1b2c3d"},
+		{"Test" + strings.Repeat("X", 80), "test" + strings.Repeat("x", 50) + "_0a1b2c3d"},
+	}
+	for _, tt := range tests {
+		got := databaseName(tt.test, "0a1b2c3d")
+		if got != tt.want || len(got) > maxIdentifier {
+			t.Errorf("databaseName(%q) = %q (%d bytes), want %q", tt.test, got, len(got), tt.want)
+		}
+	}
+}
