@@ -13,6 +13,8 @@ import (
 	"cloud.google.com/go/run/apiv2/runpb"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -215,5 +217,29 @@ func TestDeployReportsTheServiceAsReadAfterTheRollout(t *testing.T) {
 	}
 	if w.run.Calls("GetOperation") == 0 {
 		t.Error("no operation was polled, so none was made stale: the test shows nothing")
+	}
+}
+
+// TestDeployStopsWhenItCannotPoll refuses the deployer's GetOperation calls and checks that the deploy says
+// so at once, naming the operation, instead of polling in vain until wait_timeout.
+func TestDeployStopsWhenItCannotPoll(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, gcptest.WithOperationPolls(2))
+	d := w.deployerWith(t, func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if method == "/google.longrunning.Operations/GetOperation" {
+			return status.Error(codes.PermissionDenied, "Permission 'run.operations.get' denied")
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := d.Deploy(ctx, desiredFor(t, nil, testImage), time.Minute)
+	if status.Code(errors.Unwrap(errors.Unwrap(err))) != codes.PermissionDenied {
+		t.Errorf("want the refusal, wrapped, got %v", err)
+	}
+	for _, want := range []string{"polling Cloud Run operation projects/" + project + "/locations/us-central1/operations/", "run.operations.get", "roles/run.admin"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not say %q: %v", want, err)
+		}
 	}
 }
