@@ -8,6 +8,8 @@ import (
 
 	"cloud.google.com/go/run/apiv2/runpb"
 	"github.com/googleapis/gax-go/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // DefaultPollInterval is how often a deploy asks Cloud Run whether its rollout is done.
@@ -46,7 +48,9 @@ func (d *Deployer) wait(ctx context.Context, wait time.Duration, desired *runpb.
 				return nil, rerr
 			}
 			return nil, explain(err, desired.Name, "deploy")
-		case err != nil && wctx.Err() == nil:
+		case err != nil && ranOutOfTime(wctx, err):
+			return nil, d.stopped(ctx, wait, desired.Name)
+		case err != nil:
 			return nil, fmt.Errorf("polling Cloud Run operation %s: %w", op.Name(), explain(err, desired.Name, "deploy"))
 		}
 		select {
@@ -54,6 +58,24 @@ func (d *Deployer) wait(ctx context.Context, wait time.Duration, desired *runpb.
 			return nil, d.stopped(ctx, wait, desired.Name)
 		case <-tick.C:
 		}
+	}
+}
+
+// ranOutOfTime tells whether a failed poll failed because wctx ended. gRPC may answer DEADLINE_EXCEEDED a
+// moment before wctx reports its deadline (the server side times the call from when it arrived), so such
+// an answer waits briefly for wctx to agree.
+func ranOutOfTime(wctx context.Context, err error) bool {
+	if wctx.Err() != nil {
+		return true
+	}
+	if c := status.Code(err); c != codes.DeadlineExceeded && c != codes.Canceled {
+		return false
+	}
+	select {
+	case <-wctx.Done():
+		return true
+	case <-time.After(time.Second):
+		return false
 	}
 }
 
