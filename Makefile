@@ -1,11 +1,14 @@
 # make demo: deploys MLflow to local stand-ins of Google Cloud and leaves it up until Ctrl-C.
 # make test: every test, with the real PostgreSQL, registry, MLflow and fake-gcs-server they need.
 # Both install what is missing first (Debian packages and a Python virtualenv; see internal/testenv/setup.sh).
+# make test-short: the inner loop, installing nothing: -short skips the tests that need PostgreSQL, the
+# registry or MLflow; the race detector and a shuffled order run on the rest.
+# make fuzz: each fuzz target for FUZZTIME (the seed corpora under testdata/fuzz run in every go test).
 
 GO ?= go
 SETUP := internal/testenv/setup.sh
 
-.PHONY: demo test setup build bench
+.PHONY: demo test test-short fuzz setup build bench
 
 setup:
 	@DEPLOY_MLFLOW_VENV="$$(bash $(SETUP) | tail -n 1)" && echo "MLflow virtualenv: $$DEPLOY_MLFLOW_VENV"
@@ -17,6 +20,19 @@ test:
 	@export DEPLOY_MLFLOW_VENV="$$(bash $(SETUP) | tail -n 1)" && \
 	$(GO) vet ./... && \
 	$(GO) test -count=1 -timeout 40m ./...
+
+test-short:
+	$(GO) vet ./...
+	$(GO) test -short -race -shuffle=on -count=1 -timeout 15m ./...
+
+FUZZTIME ?= 30s
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/deploy-mlflow .

@@ -1,237 +1,109 @@
 package main
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
 	"io"
 	"log"
-	"net"
-	"net/http"
-	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
+	"log/slog"
 	"time"
 )
 
-// Cloud Logging severities (LogSeverity), as Cloud Run's log collection reads them from the
-// "severity" field of a JSON line.
+// Cloud Logging severities (LogSeverity) as slog levels: slog's four, and DEFAULT (a line that says
+// nothing of its severity) and CRITICAL below and above them.
 const (
-	sevDefault  = "DEFAULT"
-	sevDebug    = "DEBUG"
-	sevInfo     = "INFO"
-	sevWarning  = "WARNING"
-	sevError    = "ERROR"
-	sevCritical = "CRITICAL"
+	sevDefault  = slog.LevelDebug - 4
+	sevDebug    = slog.LevelDebug
+	sevInfo     = slog.LevelInfo
+	sevWarning  = slog.LevelWarn
+	sevError    = slog.LevelError
+	sevCritical = slog.LevelError + 4
 )
 
-// logger writes one JSON object per line in Cloud Logging's structured format. Every string it writes
-// passes through the redactor first.
+// severityName is the name that Cloud Run's log collection reads from a line's "severity" field; a level
+// between two of the six above takes the lower one's name.
+func severityName(l slog.Level) string {
+	switch {
+	case l < sevDebug:
+		return "DEFAULT"
+	case l < sevInfo:
+		return "DEBUG"
+	case l < sevWarning:
+		return "INFO"
+	case l < sevError:
+		return "WARNING"
+	case l < sevCritical:
+		return "ERROR"
+	default:
+		return "CRITICAL"
+	}
+}
+
+// logger writes one JSON object per line in Cloud Logging's structured format, through slog's JSON
+// handler. now is the clock for each entry's time and each request's latency, replaceable in tests.
 type logger struct {
-	mu     sync.Mutex
-	w      io.Writer
-	redact *redactor
-	now    func() time.Time
+	handler slog.Handler
+	redact  *redactor
+	now     func() time.Time
 }
 
 func newLogger(w io.Writer, r *redactor) *logger {
-	return &logger{w: w, redact: r, now: time.Now}
+	return &logger{
+		handler: slog.NewJSONHandler(w, &slog.HandlerOptions{
+			Level:       sevDefault,
+			ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr { return cloudAttr(r, groups, a) },
+		}),
+		redact: r,
+		now:    time.Now,
+	}
+}
+
+// cloudAttr renames slog's built-in fields to Cloud Logging's (severity, message; time in UTC) and
+// redacts every string on its way out, errors and Stringers included. Durations are written as Go
+// writes them ("1.5s"), not in nanoseconds.
+func cloudAttr(r *redactor, groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 {
+		switch a.Key {
+		case slog.LevelKey:
+			level, _ := a.Value.Any().(slog.Level)
+			return slog.String("severity", severityName(level))
+		case slog.MessageKey:
+			return slog.String("message", r.redact(a.Value.String()))
+		case slog.TimeKey:
+			return slog.String(slog.TimeKey, a.Value.Time().UTC().Format(time.RFC3339Nano))
+		}
+	}
+	switch a.Value.Kind() {
+	case slog.KindString:
+		return slog.String(a.Key, r.redact(a.Value.String()))
+	case slog.KindDuration:
+		return slog.String(a.Key, a.Value.Duration().String())
+	case slog.KindAny:
+		switch v := a.Value.Any().(type) {
+		case error:
+			return slog.String(a.Key, r.redact(v.Error()))
+		case fmt.Stringer:
+			return slog.String(a.Key, r.redact(v.String()))
+		}
+	}
+	return a
 }
 
 // log writes an entry with the given fields (key, value pairs) beside severity, message and time.
-func (l *logger) log(severity, message string, kv ...any) {
-	e := map[string]any{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		e[fmt.Sprint(kv[i])] = l.value(kv[i+1])
+func (l *logger) log(level slog.Level, message string, kv ...any) {
+	ctx := context.Background()
+	if !l.handler.Enabled(ctx, level) {
+		return
 	}
-	l.write(severity, message, e)
+	rec := slog.NewRecord(l.now(), level, message, 0)
+	rec.Add(kv...)
+	_ = l.handler.Handle(ctx, rec)
 }
 
 func (l *logger) info(message string, kv ...any)  { l.log(sevInfo, message, kv...) }
 func (l *logger) warn(message string, kv ...any)  { l.log(sevWarning, message, kv...) }
 func (l *logger) error(message string, kv ...any) { l.log(sevError, message, kv...) }
 
-func (l *logger) value(v any) any {
-	switch v := v.(type) {
-	case string:
-		return l.redact.redact(v)
-	case error:
-		return l.redact.redact(v.Error())
-	case time.Duration:
-		return v.String()
-	case fmt.Stringer:
-		return l.redact.redact(v.String())
-	default:
-		return v
-	}
-}
-
-func (l *logger) write(severity, message string, e map[string]any) {
-	e["severity"] = severity
-	e["message"] = l.redact.redact(message)
-	e["time"] = l.now().UTC().Format(time.RFC3339Nano)
-	var b strings.Builder
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(e); err != nil {
-		b.Reset()
-		fmt.Fprintf(&b, `{"severity":%q,"message":%q}`+"\n", sevError, "unloggable entry: "+err.Error())
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	_, _ = io.WriteString(l.w, b.String())
-}
-
-// stdLogger adapts the logger for net/http's ErrorLog, whose lines (a bad request, a broken connection, a
+// stdLogger is the logger for net/http's ErrorLog, whose lines (a bad request, a broken connection, a
 // proxy error) are warnings.
-func (l *logger) stdLogger() *log.Logger {
-	return log.New(writerFunc(func(p []byte) (int, error) {
-		l.warn(strings.TrimRight(string(p), "\n"))
-		return len(p), nil
-	}), "", 0)
-}
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
-
-// statusClientClosed is logged for a request whose connection closed before any response was sent.
-const statusClientClosed = 499
-
-// httpRequest is Cloud Logging's HttpRequest; int64 fields are strings, as in proto3's JSON form.
-type httpRequest struct {
-	RequestMethod string `json:"requestMethod"`
-	RequestURL    string `json:"requestUrl"`
-	RequestSize   string `json:"requestSize"`
-	Status        int    `json:"status"`
-	ResponseSize  string `json:"responseSize"`
-	UserAgent     string `json:"userAgent,omitempty"`
-	RemoteIP      string `json:"remoteIp,omitempty"`
-	Referer       string `json:"referer,omitempty"`
-	Latency       string `json:"latency"`
-	Protocol      string `json:"protocol"`
-}
-
-// requests wraps h so that each request is logged once it is done, also when it ends in a panic (the
-// reverse proxy aborts a response that way when a side goes away mid-stream).
-func (l *logger) requests(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := l.now()
-		rec := &recorder{ResponseWriter: w}
-		body := &countingReader{ReadCloser: r.Body}
-		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = body
-		}
-		defer func() {
-			p := recover()
-			status := rec.status
-			if status == 0 {
-				status = http.StatusOK
-				if p != nil || r.Context().Err() != nil {
-					// Nothing was sent and the connection is gone (the client left, or the grace
-					// period ran out): 499, as nginx logs a request closed before its response.
-					status = statusClientClosed
-				}
-			}
-			l.request(r, status, rec.size, body.n.Load(), l.now().Sub(start))
-			if p != nil {
-				panic(p)
-			}
-		}()
-		h.ServeHTTP(rec, r)
-	})
-}
-
-func (l *logger) request(r *http.Request, status int, respSize, reqSize int64, latency time.Duration) {
-	scheme := "http"
-	if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
-		scheme = p
-	}
-	hr := httpRequest{
-		RequestMethod: r.Method,
-		RequestURL:    l.redact.redact(scheme + "://" + r.Host + r.URL.RequestURI()),
-		RequestSize:   strconv.FormatInt(reqSize, 10),
-		Status:        status,
-		ResponseSize:  strconv.FormatInt(respSize, 10),
-		UserAgent:     l.redact.redact(r.UserAgent()),
-		RemoteIP:      remoteIP(r),
-		Referer:       l.redact.redact(r.Referer()),
-		Latency:       strconv.FormatFloat(latency.Seconds(), 'f', -1, 64) + "s",
-		Protocol:      r.Proto,
-	}
-	severity := sevInfo
-	switch {
-	case isHealth(r):
-		// Startup probes poll this; their 503s before MLflow is up are expected.
-		severity = sevDebug
-	case status >= 500:
-		severity = sevError
-	case status >= 400:
-		severity = sevWarning
-	}
-	l.write(severity, fmt.Sprintf("%s %s %d", r.Method, l.redact.redact(r.URL.Path), status), map[string]any{"httpRequest": hr})
-}
-
-// remoteIP is the client's address. Behind Cloud Run's front end the TCP peer is the front end itself, which
-// appends the address it saw to X-Forwarded-For; anything before that entry came from the client and may
-// be forged, so the last entry is the one to trust.
-func remoteIP(r *http.Request) string {
-	if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
-		parts := strings.Split(xff[len(xff)-1], ",")
-		if ip := strings.TrimSpace(parts[len(parts)-1]); net.ParseIP(ip) != nil {
-			return ip
-		}
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
-// recorder notes the status and size of a response. It unwraps, so that http.ResponseController (which the
-// reverse proxy uses to flush and to hijack upgraded connections) reaches the connection's writer.
-type recorder struct {
-	http.ResponseWriter
-	status int
-	size   int64
-}
-
-func (r *recorder) WriteHeader(code int) {
-	// 1xx responses (100 Continue, 103 Early Hints) precede the final status.
-	if r.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
-		r.status = code
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *recorder) Write(p []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	n, err := r.ResponseWriter.Write(p)
-	r.size += int64(n)
-	return n, err
-}
-
-func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
-func (r *recorder) FlushError() error {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	return http.NewResponseController(r.ResponseWriter).Flush()
-}
-
-// countingReader counts the request body's bytes; the proxy's transport may still be reading when the
-// handler returns, hence the atomic.
-type countingReader struct {
-	io.ReadCloser
-	n atomic.Int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.ReadCloser.Read(p)
-	c.n.Add(int64(n))
-	return n, err
-}
+func (l *logger) stdLogger() *log.Logger { return slog.NewLogLogger(l.handler, sevWarning) }

@@ -2,113 +2,91 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
-	"net/http"
-	"net/http/httptest"
+	"log/slog"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 )
 
-func TestRequestLog(t *testing.T) {
-	t.Parallel()
-	var out bytes.Buffer
-	l := newLogger(&out, newRedactor("hunter2-secret"))
-	tick := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	l.now = func() time.Time { tick = tick.Add(12 * time.Millisecond); return tick }
-	h := l.requests(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.WriteHeader(http.StatusCreated)
-		_, _ = w.Write([]byte("hello"))
-	}))
-	req := httptest.NewRequest("POST", "/api/2.0/mlflow/runs/create?token=hunter2-secret", strings.NewReader("0123456789"))
-	req.Host = "mlflow.example.com"
-	req.Header.Set("Authorization", basic("alice:hunter2-secret"))
-	req.Header.Set("User-Agent", "mlflow-python-client/3.17.2")
-	req.Header.Set("X-Forwarded-For", "203.0.113.9, 198.51.100.7")
-	req.Header.Set("X-Forwarded-Proto", "https")
-	h.ServeHTTP(httptest.NewRecorder(), req)
-
-	var e struct {
-		Severity    string      `json:"severity"`
-		Message     string      `json:"message"`
-		Time        string      `json:"time"`
-		HTTPRequest httpRequest `json:"httpRequest"`
+// entry parses the one line the logger wrote.
+func entry(t *testing.T, out *bytes.Buffer) map[string]any {
+	t.Helper()
+	if n := strings.Count(out.String(), "\n"); n != 1 {
+		t.Fatalf("%d lines, want 1: %s", n, out)
 	}
+	var e map[string]any
 	if err := json.Unmarshal(out.Bytes(), &e); err != nil {
-		t.Fatalf("%v: %s", err, out.String())
+		t.Fatalf("%v: %s", err, out)
 	}
-	want := httpRequest{
-		RequestMethod: "POST",
-		RequestURL:    "https://mlflow.example.com/api/2.0/mlflow/runs/create?token=REDACTED",
-		RequestSize:   "10",
-		Status:        201,
-		ResponseSize:  "5",
-		UserAgent:     "mlflow-python-client/3.17.2",
-		RemoteIP:      "198.51.100.7",
-		Latency:       "0.012s",
-		Protocol:      "HTTP/1.1",
-	}
-	if e.HTTPRequest != want {
-		t.Errorf("httpRequest = %+v\nwant %+v", e.HTTPRequest, want)
-	}
-	if e.Severity != "INFO" || e.Message != "POST /api/2.0/mlflow/runs/create 201" || e.Time != "2026-01-02T03:04:05.036Z" {
-		t.Errorf("entry = %+v", e)
-	}
-	if strings.Contains(out.String(), "hunter2") || strings.Contains(out.String(), "Basic") {
-		t.Errorf("credential in the log: %s", out.String())
-	}
+	return e
 }
 
-func TestRequestSeverity(t *testing.T) {
+// TestSeverities: every level the server uses reaches the log under Cloud Logging's name, DEFAULT and
+// DEBUG included (below slog's default minimum).
+func TestSeverities(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		path   string
-		status int
-		want   string
+		level slog.Level
+		want  string
 	}{
-		{"/", 200, "INFO"},
-		{"/api/x", 401, "WARNING"},
-		{"/api/x", 502, "ERROR"},
-		{"/health", 503, "DEBUG"},
+		{sevDefault, "DEFAULT"},
+		{sevDebug, "DEBUG"},
+		{sevInfo, "INFO"},
+		{sevWarning, "WARNING"},
+		{sevError, "ERROR"},
+		{sevCritical, "CRITICAL"},
+		{sevWarning + 1, "WARNING"},
 	}
 	for _, tt := range tests {
 		var out bytes.Buffer
-		l := newLogger(&out, newRedactor())
-		l.request(httptest.NewRequest("GET", tt.path, nil), tt.status, 0, 0, time.Millisecond)
-		var e map[string]any
-		_ = json.Unmarshal(out.Bytes(), &e)
-		if e["severity"] != tt.want {
-			t.Errorf("%s %d: severity %v, want %s", tt.path, tt.status, e["severity"], tt.want)
+		newLogger(&out, newRedactor()).log(tt.level, "m")
+		if e := entry(t, &out); e["severity"] != tt.want {
+			t.Errorf("level %v: severity %v, want %s", tt.level, e["severity"], tt.want)
 		}
 	}
 }
 
-func TestRemoteIP(t *testing.T) {
+// TestEntryFields: Cloud Logging's field names and nothing of slog's own, the time in UTC from the
+// logger's clock, durations as Go writes them, Stringers redacted like strings.
+func TestEntryFields(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		remote string
-		xff    []string
-		want   string
-	}{
-		{"10.0.0.1:5555", nil, "10.0.0.1"},
-		{"10.0.0.1:5555", []string{"203.0.113.9"}, "203.0.113.9"},
-		{"10.0.0.1:5555", []string{"1.1.1.1, 203.0.113.9"}, "203.0.113.9"},
-		{"10.0.0.1:5555", []string{"1.1.1.1", "203.0.113.9"}, "203.0.113.9"},
-		{"10.0.0.1:5555", []string{"not-an-ip"}, "10.0.0.1"},
-		{"[2001:db8::1]:443", nil, "2001:db8::1"},
+	var out bytes.Buffer
+	l := newLogger(&out, newRedactor("hunter2-secret"))
+	l.now = func() time.Time { return time.Date(2026, 1, 2, 4, 4, 5, 7e6, time.FixedZone("CET", 3600)) }
+	u := &url.URL{Scheme: "postgresql", User: url.UserPassword("u", "pw"), Host: "h", Path: "/d"}
+	l.warn("login with hunter2-secret refused", "grace", 1500*time.Millisecond, "url", u, "pid", 42)
+	e := entry(t, &out)
+	want := map[string]any{
+		"severity": "WARNING",
+		"message":  "login with REDACTED refused",
+		"time":     "2026-01-02T03:04:05.007Z",
+		"grace":    "1.5s",
+		"url":      "postgresql://u:REDACTED@h/d",
+		"pid":      float64(42),
 	}
-	for _, tt := range tests {
-		r := httptest.NewRequest("GET", "/", nil)
-		r.RemoteAddr = tt.remote
-		for _, v := range tt.xff {
-			r.Header.Add("X-Forwarded-For", v)
+	for k, v := range want {
+		if e[k] != v {
+			t.Errorf("%s = %v, want %v", k, e[k], v)
 		}
-		if got := remoteIP(r); got != tt.want {
-			t.Errorf("remoteIP(%s, %q) = %s, want %s", tt.remote, tt.xff, got, tt.want)
-		}
+	}
+	if len(e) != len(want) {
+		t.Errorf("fields %v, want only %v", e, want)
+	}
+}
+
+// TestStdLogger: net/http's error lines become one WARNING entry each, without the trailing newline,
+// redacted.
+func TestStdLogger(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	l := newLogger(&out, newRedactor())
+	l.stdLogger().Printf("httputil: ReverseProxy read error during body copy: dial postgresql://u:pw@h/d\n")
+	e := entry(t, &out)
+	if e["severity"] != "WARNING" || e["message"] != "httputil: ReverseProxy read error during body copy: dial postgresql://u:REDACTED@h/d" {
+		t.Errorf("entry = %v", e)
 	}
 }
 
@@ -123,19 +101,5 @@ func TestEventLogRedacts(t *testing.T) {
 	}
 	if e["url"] != "postgresql://u:REDACTED@h/d" || e["error"] != "unexpected EOF" || e["severity"] != "ERROR" {
 		t.Errorf("entry = %v", e)
-	}
-}
-
-func TestRequestLogClientGone(t *testing.T) {
-	t.Parallel()
-	var out bytes.Buffer
-	l := newLogger(&out, newRedactor())
-	ctx, cancel := context.WithCancel(context.Background())
-	h := l.requests(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cancel() // the connection closes before the handler answers, and it gives up
-	}))
-	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("PUT", "/upload", nil).WithContext(ctx))
-	if !strings.Contains(out.String(), `"status":499`) {
-		t.Errorf("log %s, want status 499", out.String())
 	}
 }

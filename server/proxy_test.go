@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestRelativizeLocation(t *testing.T) {
@@ -191,5 +192,50 @@ func TestHealthRouting(t *testing.T) {
 	h.ServeHTTP(rec, req)
 	if rec.Code != 200 || rec.Body.String() != "OK" || reached.Load() != 0 {
 		t.Errorf("health with credentials: %d %q, MLflow reached %d times", rec.Code, rec.Body, reached.Load())
+	}
+}
+
+// TestProxyMLflowGone: a request that reaches the proxy after MLflow has died gets a 502 at once, whose
+// body points to the log, and the log says that MLflow did not answer and why; it does not hang.
+func TestProxyMLflowGone(t *testing.T) {
+	t.Parallel()
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "from mlflow")
+	}))
+	out := &lineWriter{}
+	l := newLogger(out, newRedactor())
+	h := &handler{}
+	h.mlflow.Store(newProxy(strings.TrimPrefix(upstream.URL, "http://"), false, l))
+	front := httptest.NewServer(l.requests(h))
+	defer front.Close()
+	client := &http.Client{Timeout: 10 * time.Second}
+	get := func() (int, string) {
+		t.Helper()
+		resp, err := client.Get(front.URL + "/api/2.0/mlflow/experiments/search")
+		if err != nil {
+			t.Fatalf("request through the proxy: %v (want an answer, not a hang); log:\n%s", err, out)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if status, body := get(); status != http.StatusOK || body != "from mlflow" {
+		t.Fatalf("with MLflow up: %d %q", status, body)
+	}
+	upstream.Close() // MLflow dies; its keep-alive connection goes with it
+
+	status, body := get()
+	if status != http.StatusBadGateway || !strings.Contains(body, "MLflow did not answer; see the server's log") {
+		t.Errorf("after MLflow died: %d %q, want 502 pointing to the log", status, body)
+	}
+	var found bool
+	for line := range strings.Lines(out.String()) {
+		if strings.Contains(line, `"message":"MLflow did not answer"`) {
+			found = strings.Contains(line, `"severity":"ERROR"`) && strings.Contains(line, "connection refused") &&
+				strings.Contains(line, `"path":"/api/2.0/mlflow/experiments/search"`)
+		}
+	}
+	if !found || !strings.Contains(out.String(), `"status":502`) {
+		t.Errorf("want an ERROR line saying MLflow did not answer (connection refused, with the path) and a 502 request line; log:\n%s", out)
 	}
 }

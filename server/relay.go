@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"io"
+	"log/slog"
 	"strings"
 )
 
@@ -12,7 +13,7 @@ import (
 func (l *logger) relay(r io.Reader, source, stream string) {
 	const maxLine = 64 << 10
 	br := bufio.NewReaderSize(r, maxLine)
-	prev := ""
+	var prev slog.Leveler // none before the first line
 	for {
 		line, _, err := br.ReadLine()
 		if len(line) > 0 {
@@ -30,14 +31,14 @@ func (l *logger) relay(r io.Reader, source, stream string) {
 // childSeverity guesses the severity of a line of MLflow's output from the level that Python's logging,
 // uvicorn and click print near the start of a line ("2026/01/02 10:00:00 INFO mlflow...", "INFO:     ...",
 // "[MLflow] WARNING: ..."). Indented lines and traceback lines continue the entry before them, so a
-// traceback after an ERROR stays ERROR. Anything else is INFO on stdout and DEFAULT on stderr, where
+// traceback after an ERROR stays ERROR (prev is the line before's, nil for the first line). Anything else is INFO on stdout and DEFAULT on stderr, where
 // Python writes all of its logging, so stderr alone says nothing.
-func childSeverity(line, stream, prev string) string {
+func childSeverity(line, stream string, prev slog.Leveler) slog.Level {
 	if strings.HasPrefix(line, "Traceback (most recent call last)") {
 		return sevError
 	}
-	if prev != "" && (strings.HasPrefix(line, " ") || strings.HasPrefix(line, "\t")) {
-		return prev
+	if prev != nil && (strings.HasPrefix(line, " ") || strings.HasPrefix(line, "\t")) {
+		return prev.Level()
 	}
 	fields := strings.Fields(line)
 	if len(fields) > 5 {

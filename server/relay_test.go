@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"testing"
 )
@@ -10,23 +11,25 @@ import (
 func TestChildSeverity(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		line, stream, prev, want string
+		line, stream string
+		prev         slog.Leveler
+		want         string
 	}{
-		{"2026/11/27 13:55:07 INFO:     Uvicorn running on http://127.0.0.1:5077", "stderr", "", "INFO"},
-		{"2026/11/27 13:54:54 INFO mlflow.store.db.utils: Creating initial MLflow database tables...", "stderr", "", "INFO"},
-		{"2026/11/27 13:54:54 WARNING mlflow.server: something", "stderr", "", "WARNING"},
-		{"2026/11/27 13:54:54 ERROR mlflow.server: Error initializing backend store", "stderr", "", "ERROR"},
-		{"[MLflow] WARNING: Security middleware is DISABLED.", "stderr", "", "WARNING"},
-		{"CRITICAL: boom", "stderr", "", "CRITICAL"},
-		{"Traceback (most recent call last):", "stderr", "INFO", "ERROR"},
-		{`  File "x.py", line 1, in <module>`, "stderr", "ERROR", "ERROR"},
-		{"sqlalchemy.exc.OperationalError: could not connect", "stderr", "ERROR", "ERROR"},
-		{"Registry store URI not provided. Using backend store URI.", "stdout", "", "INFO"},
-		{"[MLflow] Security middleware enabled.", "stderr", "", "DEFAULT"},
-		{"  from starlette.middleware.wsgi import WSGIResponder", "stderr", "", "DEFAULT"},
+		{"2026/11/27 13:55:07 INFO:     Uvicorn running on http://127.0.0.1:5077", "stderr", nil, "INFO"},
+		{"2026/11/27 13:54:54 INFO mlflow.store.db.utils: Creating initial MLflow database tables...", "stderr", nil, "INFO"},
+		{"2026/11/27 13:54:54 WARNING mlflow.server: something", "stderr", nil, "WARNING"},
+		{"2026/11/27 13:54:54 ERROR mlflow.server: Error initializing backend store", "stderr", nil, "ERROR"},
+		{"[MLflow] WARNING: Security middleware is DISABLED.", "stderr", nil, "WARNING"},
+		{"CRITICAL: boom", "stderr", nil, "CRITICAL"},
+		{"Traceback (most recent call last):", "stderr", sevInfo, "ERROR"},
+		{`  File "x.py", line 1, in <module>`, "stderr", sevError, "ERROR"},
+		{"sqlalchemy.exc.OperationalError: could not connect", "stderr", sevError, "ERROR"},
+		{"Registry store URI not provided. Using backend store URI.", "stdout", nil, "INFO"},
+		{"[MLflow] Security middleware enabled.", "stderr", nil, "DEFAULT"},
+		{"  from starlette.middleware.wsgi import WSGIResponder", "stderr", nil, "DEFAULT"},
 	}
 	for _, tt := range tests {
-		if got := childSeverity(tt.line, tt.stream, tt.prev); got != tt.want {
+		if got := severityName(childSeverity(tt.line, tt.stream, tt.prev)); got != tt.want {
 			t.Errorf("childSeverity(%q, %s, %q) = %s, want %s", tt.line, tt.stream, tt.prev, got, tt.want)
 		}
 	}

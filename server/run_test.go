@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/deploy-mlflow/deploy-mlflow/internal/testenv"
 )
 
 // fakeMLflowScript stands in for the mlflow executable in the tests that run the server in this process:
@@ -81,12 +82,11 @@ func startFakeMLflow(t *testing.T, out *lineWriter, vars ...string) *fakeMLflow 
 	if err := os.WriteFile(script, []byte(fakeMLflowScript), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	free, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	ln.Close()
+	port := strconv.Itoa(free)
 	config := map[string]string{
 		"PORT":                                port,
 		"DEPLOY_MLFLOW_BACKEND_STORE_URI":     "sqlite:///" + filepath.Join(dir, "mlflow.db"),
@@ -179,58 +179,12 @@ func (f *fakeMLflow) assertGone(t *testing.T) {
 	if len(pids) == 0 {
 		t.Fatal("the fake mlflow recorded no processes")
 	}
-	for _, pid := range waitGone(pids, nil, 3*time.Second) {
-		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		t.Errorf("process %d (%s) outlived the server", pid, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
+	var procs []testenv.Proc
+	for _, pid := range pids {
+		procs = append(procs, testenv.Proc{PID: pid})
 	}
-}
-
-// procStat is what the tests read of a process from /proc/PID/stat.
-type procStat struct {
-	state      byte // R, S, Z (zombie), ...
-	ppid, pgrp int
-	start      uint64 // clock ticks after boot
-}
-
-// readStat reads a process's stat; ok is false when there is no such process.
-func readStat(pid int) (s procStat, ok bool) {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return s, false
-	}
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return s, false
-	}
-	// After the command name: state (field 3), ppid, pgrp, ..., starttime (field 22).
-	fields := strings.Fields(string(stat[i+1:]))
-	if len(fields) < 20 {
-		return s, false
-	}
-	s.state = fields[0][0]
-	s.ppid, _ = strconv.Atoi(fields[1])
-	s.pgrp, _ = strconv.Atoi(fields[2])
-	s.start, _ = strconv.ParseUint(fields[19], 10, 64)
-	return s, true
-}
-
-// waitGone waits up to timeout for each of pids to end, and returns those still alive. With starts (PID to
-// start time), a PID now held by a process that started later counts as gone.
-func waitGone(pids []int, starts map[int]uint64, timeout time.Duration) []int {
-	deadline := time.Now().Add(timeout)
-	for {
-		var alive []int
-		for _, pid := range pids {
-			st, ok := readStat(pid)
-			if !ok || st.state == 'Z' || st.state == 'X' || (starts != nil && st.start != starts[pid]) {
-				continue
-			}
-			alive = append(alive, pid)
-		}
-		if len(alive) == 0 || time.Now().After(deadline) {
-			return alive
-		}
-		time.Sleep(20 * time.Millisecond)
+	for _, p := range testenv.WaitGone(procs, 3*time.Second) {
+		t.Errorf("process %d (%s) outlived the server", p.PID, testenv.Cmdline(p.PID))
 	}
 }
 
@@ -374,7 +328,11 @@ func TestForcedExit(t *testing.T) {
 	forced := make(chan struct{})
 	go onSignals(signals, cancel, func() { close(forced) })
 	signals <- syscall.SIGTERM
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first signal did not cancel the server's context")
+	}
 	select {
 	case <-forced:
 		t.Fatal("forced after one signal")

@@ -36,7 +36,7 @@ func TestServer(t *testing.T) {
 		saw503 := false
 		deadline := time.Now().Add(3 * time.Minute)
 		for time.Now().Before(deadline) {
-			resp, err := http.Get(in.URL() + "/health")
+			resp, err := httpClient.Get(in.URL() + "/health")
 			if err != nil {
 				time.Sleep(20 * time.Millisecond)
 				continue
@@ -63,7 +63,9 @@ func TestServer(t *testing.T) {
 			t.Error("health never answered 503 before MLflow was up")
 		}
 		// The ready event comes only after MLflow answered its own /health.
-		if _, err := in.WaitForLine(context.Background(), func(l string) bool { return strings.Contains(l, `"event":"ready"`) }); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := in.WaitForLine(ctx, "the ready event", func(l string) bool { return strings.Contains(l, `"event":"ready"`) }); err != nil {
 			t.Error(err)
 		}
 	})
@@ -89,7 +91,7 @@ func TestServer(t *testing.T) {
 				if tt.authorization != "" {
 					req.Header.Set("Authorization", tt.authorization)
 				}
-				resp, err := http.DefaultClient.Do(req)
+				resp, err := httpClient.Do(req)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -103,7 +105,7 @@ func TestServer(t *testing.T) {
 			})
 		}
 		// The health path needs no credentials.
-		resp, err := http.Get(in.URL() + "/health")
+		resp, err := httpClient.Get(in.URL() + "/health")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,7 +166,7 @@ func TestServer(t *testing.T) {
 	t.Run("article client", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, world.python, filepath.Join("..", "testdata", "client.py"))
+		cmd := exec.CommandContext(ctx, world.python, filepath.Join(testenv.ModuleRoot(), "testdata", "client.py"))
 		cmd.Env = append(os.Environ(),
 			"MLFLOW_TRACKING_URI="+in.URL(),
 			"MLFLOW_TRACKING_USERNAME="+in.user,
@@ -251,7 +253,9 @@ func TestServer(t *testing.T) {
 			t.Errorf("server peak RSS grew by %.1f MiB during a %d MiB upload; the body is being buffered", float64(growth)/(1<<20), size>>20)
 		}
 		// The request log says it went over HTTP/2 with the whole body.
-		line, err := in.WaitForLine(context.Background(), func(l string) bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		line, err := in.WaitForLine(ctx, "the upload's request log line", func(l string) bool {
 			return strings.Contains(l, `"PUT /api/2.0/mlflow-artifacts/artifacts/big/blob.bin 200"`)
 		})
 		if err != nil || !strings.Contains(line, `"protocol":"HTTP/2.0"`) || !strings.Contains(line, fmt.Sprintf(`"requestSize":"%d"`, size)) {
@@ -260,11 +264,12 @@ func TestServer(t *testing.T) {
 	})
 
 	t.Run("MLflow gets no basic-auth credentials", func(t *testing.T) {
-		pids := mlflowProcesses(t, in.PID())
-		if len(pids) < 3 { // mlflow CLI, uvicorn supervisor, workers
-			t.Fatalf("found %d MLflow processes below the server, want at least 3", len(pids))
+		procs := mlflowProcesses(t, in.PID())
+		if len(procs) < 3 { // mlflow CLI, uvicorn supervisor, workers
+			t.Fatalf("found %d MLflow processes below the server, want at least 3", len(procs))
 		}
-		for pid := range pids {
+		for _, p := range procs {
+			pid := p.PID
 			environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
 			if err != nil {
 				continue // exited meanwhile
@@ -395,15 +400,15 @@ func TestConcurrentStartOnEmptyDatabase(t *testing.T) {
 		in := instances[0]
 		// Only the mlflow CLI dies: the server must notice, and kill uvicorn and its workers, which
 		// stay up on their own.
-		pids := mlflowProcesses(t, in.PID())
+		procs := mlflowProcesses(t, in.PID())
 		var cli []int
-		for pid := range pids {
-			if st, ok := readStat(pid); ok && st.ppid == in.PID() {
-				cli = append(cli, pid)
+		for _, p := range procs {
+			if p.PPID == in.PID() {
+				cli = append(cli, p.PID)
 			}
 		}
-		if len(cli) != 1 || len(pids) < 2 { // with one worker, uvicorn serves in a single process
-			t.Fatalf("MLflow processes %v, children of the server %v; want the mlflow CLI and uvicorn below it", pids, cli)
+		if len(cli) != 1 || len(procs) < 2 { // with one worker, uvicorn serves in a single process
+			t.Fatalf("MLflow processes %v, children of the server %v; want the mlflow CLI and uvicorn below it", procs, cli)
 		}
 		_ = syscall.Kill(cli[0], syscall.SIGKILL)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -418,7 +423,7 @@ func TestConcurrentStartOnEmptyDatabase(t *testing.T) {
 		if !slices.ContainsFunc(in.Lines(), func(l string) bool { return strings.Contains(l, "MLflow exited on its own") }) {
 			t.Error("no log line says MLflow exited")
 		}
-		assertMLflowGone(t, pids)
+		assertGone(t, procs)
 	})
 }
 
@@ -506,7 +511,7 @@ func TestSIGTERMDuringUpload(t *testing.T) {
 		"http/1.1": newGenerator(size, 2, rate),
 	}
 	for name, gen := range gens {
-		client := http.DefaultClient
+		client := httpClient
 		if name == "h2c" {
 			client = h2cClient()
 		}
@@ -524,23 +529,33 @@ func TestSIGTERMDuringUpload(t *testing.T) {
 		}()
 	}
 	// SIGTERM once both are under way but far from done.
-	for gens["h2c"].read.Load() < size/4 || gens["http/1.1"].read.Load() < size/4 {
-		time.Sleep(10 * time.Millisecond)
+	for deadline := time.Now().Add(time.Minute); gens["h2c"].read.Load() < size/4 || gens["http/1.1"].read.Load() < size/4; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("uploads not a quarter done within a minute: h2c %d, http/1.1 %d of %d bytes", gens["h2c"].read.Load(), gens["http/1.1"].read.Load(), size)
+		}
 	}
 	mlflow := mlflowProcesses(t, in.PID())
 	if err := in.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	// The server writes this line once its listener is closed.
-	if _, err := in.WaitForLine(context.Background(), func(l string) bool { return strings.Contains(l, "draining in-flight requests") }); err != nil {
+	drainCtx, cancelDrain := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelDrain()
+	if _, err := in.WaitForLine(drainCtx, "the draining line after SIGTERM", func(l string) bool { return strings.Contains(l, "draining in-flight requests") }); err != nil {
 		t.Fatal(err)
 	}
 	if c, err := net.DialTimeout("tcp", in.Addr(), time.Second); err == nil {
 		c.Close()
 		t.Error("the server still accepts connections after SIGTERM")
 	}
+	uploadsDone := time.After(time.Minute)
 	for range 2 {
-		r := <-results
+		var r result
+		select {
+		case r = <-results:
+		case <-uploadsDone:
+			t.Fatal("the uploads under way at SIGTERM did not finish within a minute")
+		}
 		if r.err != nil || r.status != http.StatusOK {
 			t.Errorf("%s upload during shutdown: status %d, error %v", r.name, r.status, r.err)
 			continue
@@ -562,7 +577,7 @@ func TestSIGTERMDuringUpload(t *testing.T) {
 	if code != 0 {
 		t.Errorf("exit code %d after SIGTERM, want 0", code)
 	}
-	assertMLflowGone(t, mlflow)
+	assertGone(t, mlflow)
 }
 
 // TestLocalRunWithSQLite runs the server as README.md describes for a local run: SQLite and a local
@@ -702,5 +717,5 @@ func stop(t *testing.T, in *instance) {
 	if code, err := in.Wait(ctx); err != nil || code != 0 {
 		t.Fatalf("exit %d, %v", code, err)
 	}
-	assertMLflowGone(t, mlflow)
+	assertGone(t, mlflow)
 }

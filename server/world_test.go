@@ -6,16 +6,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"hash"
 	"io"
-	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -99,14 +95,43 @@ type instance struct {
 	dbPassword string
 }
 
-// newDatabase creates an empty database named after the test.
+// newDatabase creates an empty database for the test, dropped when it ends. The name is the test's, made
+// unique (the tests share one PostgreSQL across -count runs) and kept within PostgreSQL's 63 bytes.
 func newDatabase(t *testing.T) string {
 	t.Helper()
-	name := strings.ToLower(strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()))
-	if err := world.pg.CreateDatabase(context.Background(), name); err != nil {
+	name := databaseName(t.Name(), hex.EncodeToString(randomBytes(4)))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := world.pg.CreateDatabase(ctx, name); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		// Registered before the test starts its servers, so this runs after they have stopped; FORCE
+		// closes any session that a killed one left.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := world.pg.DropDatabase(ctx, name); err != nil {
+			t.Error(err)
+		}
+	})
 	return name
+}
+
+// maxIdentifier is PostgreSQL's limit on a name, in bytes (NAMEDATALEN - 1); longer ones are truncated,
+// which could make two names one.
+const maxIdentifier = 63
+
+// databaseName is a lower-case database name from a test name and a unique suffix.
+func databaseName(test, suffix string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(test) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return b.String()[:min(b.Len(), maxIdentifier-len(suffix)-1)] + "_" + suffix
 }
 
 // backendURI is the database's URL in the form the action puts in the service spec (SQLAlchemy, with
@@ -152,7 +177,7 @@ func (in *instance) do(t *testing.T, client *http.Client, req *http.Request) (in
 		req.SetBasicAuth(in.user, in.pass)
 	}
 	if client == nil {
-		client = http.DefaultClient
+		client = httpClient
 	}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -199,11 +224,18 @@ func (in *instance) entries(t *testing.T) []map[string]any {
 	return out
 }
 
+// requestTimeout bounds every request of the end-to-end tests, the 100 MiB upload included: a server that
+// accepts a request and never answers fails the test rather than hanging it.
+const requestTimeout = 2 * time.Minute
+
+// httpClient is the tests' HTTP/1.1 client.
+var httpClient = &http.Client{Timeout: requestTimeout}
+
 // h2cClient speaks HTTP/2 without TLS (prior knowledge), as Cloud Run does to a port named h2c.
 func h2cClient() *http.Client {
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
-	return &http.Client{Transport: &http.Transport{Protocols: &p}}
+	return &http.Client{Transport: &http.Transport{Protocols: &p}, Timeout: requestTimeout}
 }
 
 // generator produces n deterministic pseudo-random bytes without holding them, hashing what it hands out.
@@ -257,22 +289,14 @@ func gcsSHA256(t *testing.T, name string) (string, int64) {
 	return hex.EncodeToString(h.Sum(nil)), n
 }
 
-// peakRSS reads a process's peak resident set size (VmHWM) in bytes.
+// peakRSS reads a process's peak resident set size in bytes.
 func peakRSS(t *testing.T, pid int) int64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := testenv.PeakRSS(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			var kb int64
-			fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb)
-			return kb << 10
-		}
-	}
-	t.Fatalf("no VmHWM in /proc/%d/status", pid)
-	return 0
+	return n
 }
 
 func randomBytes(n int) []byte {
@@ -283,52 +307,53 @@ func randomBytes(n int) []byte {
 	return b
 }
 
-// mlflowProcesses lists MLflow's processes while the server runs, with their start times: every
-// descendant of the server, and every member of a process group that a child of the server leads (the
-// mlflow CLI leads MLflow's), so that a process that left the tree is listed too.
-func mlflowProcesses(t *testing.T, serverPID int) map[int]uint64 {
+// mlflowProcesses lists MLflow's processes while the server runs: every descendant of the server, and
+// every member of a process group that a child of the server leads (the mlflow CLI leads MLflow's), so
+// that a process that left the tree is listed too.
+func mlflowProcesses(t *testing.T, serverPID int) []testenv.Proc {
 	t.Helper()
-	stats := map[int]procStat{}
-	entries, err := os.ReadDir("/proc")
+	procs, err := testenv.Procs()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
+	var out []testenv.Proc
+	for pid, p := range procs {
+		if !p.Alive() {
 			continue
 		}
-		if st, ok := readStat(pid); ok && st.state != 'Z' {
-			stats[pid] = st
-		}
-	}
-	out := map[int]uint64{}
-	for pid, st := range stats {
-		below := false
-		for p, i := st.ppid, 0; p > 1 && i < 50; p, i = stats[p].ppid, i+1 {
-			if p == serverPID {
-				below = true
-				break
-			}
-		}
-		if leader, ok := stats[st.pgrp]; below || (ok && leader.ppid == serverPID && st.pgrp != serverPID) {
-			out[pid] = st.start
+		leader, ok := procs[p.PGRP]
+		if testenv.Below(procs, pid, serverPID) || (ok && leader.PPID == serverPID && p.PGRP != serverPID) {
+			out = append(out, p)
 		}
 	}
 	return out
 }
 
-// assertMLflowGone checks that every process of a mlflowProcesses snapshot has ended, once the server has
-// exited. Those processes belong to PID 1 once the server is gone, so they are followed by PID (and start
-// time), not by ancestry.
-func assertMLflowGone(t *testing.T, snapshot map[int]uint64) {
+// assertGone checks that every process in procs ends within 3 s, once the server has exited. Those
+// processes belong to PID 1 once the server is gone, so they are followed by PID and start time, not by
+// ancestry.
+func assertGone(t *testing.T, procs []testenv.Proc) {
 	t.Helper()
-	if len(snapshot) == 0 {
-		t.Fatal("no MLflow process in the snapshot")
+	if len(procs) == 0 {
+		t.Fatal("no MLflow process to follow")
 	}
-	pids := slices.Collect(maps.Keys(snapshot))
-	for _, pid := range waitGone(pids, snapshot, 3*time.Second) {
-		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		t.Errorf("MLflow process %d (%s) outlived the server", pid, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
+	for _, p := range testenv.WaitGone(procs, 3*time.Second) {
+		t.Errorf("MLflow process %d (%s) outlived the server", p.PID, testenv.Cmdline(p.PID))
+	}
+}
+
+// TestDatabaseName: names fit PostgreSQL's limit whole, so the suffix that makes them unique survives.
+func TestDatabaseName(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ test, want string }{
+		{"TestServer", "testserver_0a1b2c3d"},
+		{"TestServer/auth/no colon", "testserver_auth_no_colon_0a1b2c3d"},
+		{"Test" + strings.Repeat("X", 80), "test" + strings.Repeat("x", 50) + "_0a1b2c3d"},
+	}
+	for _, tt := range tests {
+		got := databaseName(tt.test, "0a1b2c3d")
+		if got != tt.want || len(got) > maxIdentifier {
+			t.Errorf("databaseName(%q) = %q (%d bytes), want %q", tt.test, got, len(got), tt.want)
+		}
 	}
 }

@@ -76,7 +76,7 @@ func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outpu
 	}
 
 	gh.Group("Secrets")
-	numbers, err := checkSecrets(ctx, getenv, ts, cfg, gh)
+	resolved, err := checkSecrets(ctx, getenv, ts, cfg, gh)
 	gh.EndGroup()
 	if err != nil {
 		return nil, err
@@ -90,7 +90,8 @@ func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outpu
 	}
 
 	gh.Group("Cloud Run")
-	res, err := deploy(ctx, getenv, ts, cfg, digest, numbers, gh)
+	// The service references the secret versions as resolved (pinned unless secret_versions: latest).
+	res, err := deploy(ctx, getenv, ts, resolved.Apply(cfg), digest, resolved.ProjectNumbers, gh)
 	gh.EndGroup()
 	if err != nil {
 		return nil, err
@@ -99,6 +100,7 @@ func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outpu
 	o := &Outputs{URL: res.Service.Uri, Revision: res.Revision, Image: digest.String(), Service: cfg.Service}
 	writeOutputs(gh, getenv, o)
 	writeSummary(gh, getenv, cfg, o, res)
+	writeSecretsSummary(gh, getenv, cfg, resolved)
 	return o, nil
 }
 
@@ -153,9 +155,10 @@ func progress(gh *githubactions.Action, interval time.Duration) func(v1.Update) 
 	}
 }
 
-// checkSecrets checks every secret version the service will read; it returns the numbers of their
-// projects, by which Cloud Run may name the secrets.
-func checkSecrets(ctx context.Context, getenv func(string) string, ts oauth2.TokenSource, cfg *config.Config, gh *githubactions.Action) (cloudrun.ProjectNumbers, error) {
+// checkSecrets checks every secret version the service will read and, unless secret_versions is
+// latest, pins each reference to latest to the version current now; it also learns the numbers of the
+// secrets' projects, by which Cloud Run may name the secrets.
+func checkSecrets(ctx context.Context, getenv func(string) string, ts oauth2.TokenSource, cfg *config.Config, gh *githubactions.Action) (*secrets.Resolution, error) {
 	opts, err := gcp.ClientOptions(getenv(gcp.SecretManagerEndpointEnv), ts)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", gcp.SecretManagerEndpointEnv, err)
@@ -165,17 +168,15 @@ func checkSecrets(ctx context.Context, getenv func(string) string, ts oauth2.Tok
 		return nil, fmt.Errorf("connecting to Secret Manager: %w", err)
 	}
 	defer client.Close()
-	refs := cfg.SecretRefs()
-	numbers, err := secrets.Check(ctx, client, refs)
+	resolved, err := secrets.Resolve(ctx, client, cfg.SecretRefs(), cfg.PinSecretVersions)
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, len(refs))
-	for i, r := range refs {
-		names[i] = r.String()
+	gh.Infof("every secret version exists and is enabled:")
+	for _, line := range resolved.Lines(cfg.ProjectID) {
+		gh.Infof("  %s", line)
 	}
-	gh.Infof("every secret version exists and is enabled: %s", strings.Join(names, ", "))
-	return numbers, nil
+	return resolved, nil
 }
 
 func buildAndPush(ctx context.Context, cfg *config.Config, binary string, tag name.Tag, ts oauth2.TokenSource, gh *githubactions.Action) (name.Digest, error) {

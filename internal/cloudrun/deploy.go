@@ -9,7 +9,6 @@ import (
 
 	run "cloud.google.com/go/run/apiv2"
 	"cloud.google.com/go/run/apiv2/runpb"
-	"github.com/googleapis/gax-go/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -42,6 +41,8 @@ type Deployer struct {
 	// ProjectNumbers are the project numbers known (from Secret Manager), so that a secret Cloud Run
 	// names by its project number compares equal to the same secret named by project ID.
 	ProjectNumbers ProjectNumbers
+	// PollInterval is how often to ask Cloud Run whether a rollout is done; 0 means DefaultPollInterval.
+	PollInterval time.Duration
 	// Logf reports progress; nil is silent.
 	Logf func(format string, args ...any)
 }
@@ -95,7 +96,7 @@ func (d *Deployer) deployOnce(ctx context.Context, desired *runpb.Service, wait 
 	if err != nil {
 		return nil, explain(err, desired.Name, "update")
 	}
-	svc, err := d.wait(ctx, wait, desired, op.Name(), op.Wait)
+	svc, err := d.wait(ctx, wait, desired, op)
 	if err != nil {
 		return nil, err
 	}
@@ -110,32 +111,11 @@ func (d *Deployer) create(ctx context.Context, desired *runpb.Service, wait time
 	if err != nil {
 		return nil, explain(err, desired.Name, "create")
 	}
-	created, err := d.wait(ctx, wait, desired, op.Name(), op.Wait)
+	created, err := d.wait(ctx, wait, desired, op)
 	if err != nil {
 		return nil, err
 	}
 	return d.ready(ctx, created, &Result{Created: true, Updated: true, Changes: []string{"service created"}})
-}
-
-// wait waits for a long-running operation with a deadline of its own: op.Wait polls forever.
-func (d *Deployer) wait(ctx context.Context, wait time.Duration, desired *runpb.Service, opName string,
-	waitFn func(context.Context, ...gax.CallOption) (*runpb.Service, error)) (*runpb.Service, error) {
-	d.logf("waiting up to %s for the new revision (operation %s)", wait, opName)
-	wctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	svc, err := waitFn(wctx)
-	if err == nil {
-		return svc, nil
-	}
-	if ctx.Err() == nil && wctx.Err() != nil {
-		return nil, fmt.Errorf("the new revision of %s was not ready within wait_timeout (%s); it may still become ready, see %s",
-			path.Base(desired.Name), wait, LogsURL(desired.Name))
-	}
-	// A failed revision fails the operation; report the revision's own reason.
-	if rerr := d.revisionFailure(ctx, desired.Name); rerr != nil {
-		return nil, rerr
-	}
-	return nil, explain(err, desired.Name, "deploy")
 }
 
 // RetryAnnotation marks a revision template deployed again, unchanged, after its revision failed.

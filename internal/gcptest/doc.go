@@ -6,7 +6,7 @@
 // Each stand-in serves on 127.0.0.1 and is reached by the real Google client libraries: the gRPC ones
 // through option.WithGRPCConn over plaintext loopback with per-RPC bearer credentials, the token server
 // through golang.org/x/oauth2/google reading the credential files it writes, the registry front through
-// go-containerregistry with basic auth. They behave as Google's APIs document, not as a mock that accepts
+// go-containerregistry, which follows the front's Bearer challenge to its token endpoint. They behave as Google's APIs document, not as a mock that accepts
 // anything: every call must carry an access token the token server issued, with the cloud-platform scope.
 // Each records what it saw (calls per method, writes, token grants, uploads) so that tests can assert on
 // the traffic, not only on the outcome.
@@ -40,11 +40,15 @@
 //     and cannot serve traffic. ..." (code 9, as Cloud Run reports it).
 //   - allUsers under the domain restricted sharing organization policy: FAILED_PRECONDITION "One or more
 //     users named in the policy do not belong to a permitted customer, ..." with a PreconditionFailure.
-//   - the registry front: 401 UNAUTHORIZED, 403 DENIED, 404 NAME_UNKNOWN `Repository "R" not found`, and
-//     400 NAME_INVALID for a name without an image (Artifact Registry wants PROJECT/REPOSITORY/IMAGE).
+//   - the registry front: 401 UNAUTHORIZED with a Bearer challenge, 403 DENIED (from the token endpoint for
+//     a request without credentials, and for a blob mount from another registry), 404 NAME_UNKNOWN
+//     `Repository "R" not found`, and 400 NAME_INVALID for a name without an image (Artifact Registry wants
+//     PROJECT/REPOSITORY/IMAGE).
 //
 // Where the stand-ins follow Google's observable behaviour rather than a document: Secret Manager returns
 // names with the project number where the caller used the project ID; Cloud Run returns a Service's own
 // name and its latest revisions in the form the caller used, and Revision resources with the project
-// number. Compare names by their last segments.
+// number. Compare names by project and ID, normalising the project number.
+//
+// FIDELITY.md lists each modelled behaviour with its source, and what is not modelled.
 package gcptest

@@ -1,11 +1,9 @@
 package gcptest
 
 import (
-	"errors"
 	"io"
 	"log"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,41 +11,44 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 )
 
-// ArtifactRegistry is an http.Handler that puts Artifact Registry's Docker front on a registry: it wants
-// HTTP basic auth with user _token or oauth2accesstoken and an access token its Authenticator accepts as
-// password, and serves only images PROJECT/REPOSITORY/IMAGE of repositories made with CreateRepository,
-// with Artifact Registry's errors. The registry behind it does the rest: go-containerregistry's
-// pkg/registry in tests, or a reverse proxy to a real registry.
+// ArtifactRegistry is an http.Handler that puts Artifact Registry's Docker front on a registry. As Artifact
+// Registry does, it answers a request without a Bearer token with a 401 and the challenge
+// `Bearer realm="SCHEME://HOST/v2/token"`; its token endpoint exchanges basic auth with user _token or
+// oauth2accesstoken and an access token its Authenticator accepts as password for a registry token, which
+// registry requests then carry as Bearer. It serves only images PROJECT/REPOSITORY/IMAGE of repositories
+// made with CreateRepository, with Artifact Registry's errors, and refuses blob mounts from another
+// registry. The registry behind it does the rest: go-containerregistry's pkg/registry in tests, or a
+// reverse proxy to a real registry.
 //
-// go-containerregistry's remote.Write with authn.Basic{Username: "_token", Password: token} works against
-// it over plain HTTP on 127.0.0.1 (name.Insecure).
+// go-containerregistry's remote.Write with authn.Basic{Username: "_token", Password: token} (or
+// google.NewTokenSourceAuthenticator) works against it over plain HTTP on 127.0.0.1 (name.Insecure): it
+// follows the challenge to the token endpoint by itself.
 type ArtifactRegistry struct {
 	auth Authenticator
 	next http.Handler
 
 	mu      sync.Mutex
 	repos   map[string]bool // PROJECT/REPOSITORY
+	grants  map[string]grant
 	counts  RegistryCounts
 	uploads map[string]int // blob digest -> completed uploads
 }
 
 // RegistryCounts is what an ArtifactRegistry has seen since it was made or its counts were reset.
 type RegistryCounts struct {
-	Requests     int // every request, answered or refused
-	Refused      int // refused for credentials (401, 403) or for the repository name (400, 404)
-	Writes       int // accepted POST, PUT, PATCH and DELETE requests
-	BlobUploads  int // blob uploads completed (the request that names the digest, answered 201)
-	ManifestPuts int // manifests written
+	Requests       int // every request, answered or refused, the token endpoint's included
+	Refused        int // refused for credentials (401, 403), for the repository name (400, 404) or as a mount
+	Writes         int // accepted POST, PUT, PATCH and DELETE requests
+	BlobUploads    int // blob uploads completed (the request that names the digest, answered 201)
+	ManifestPuts   int // manifests written
+	TokenExchanges int // registry tokens the token endpoint issued
+	RefusedMounts  int // blob mounts refused for naming another registry as their origin (also in Refused)
 }
-
-// Users Artifact Registry accepts with an OAuth access token as password: google.NewTokenSourceAuthenticator
-// sends _token; docker login documentation uses oauth2accesstoken.
-var tokenUsers = []string{"_token", "oauth2accesstoken"}
 
 // NewArtifactRegistry puts the Artifact Registry front on registry; auth decides which access tokens are
 // accepted.
 func NewArtifactRegistry(auth Authenticator, registry http.Handler) *ArtifactRegistry {
-	return &ArtifactRegistry{auth: auth, next: registry, repos: map[string]bool{}, uploads: map[string]int{}}
+	return &ArtifactRegistry{auth: auth, next: registry, repos: map[string]bool{}, grants: map[string]grant{}, uploads: map[string]int{}}
 }
 
 // StartArtifactRegistry serves an Artifact Registry front on go-containerregistry's in-memory registry on
@@ -85,7 +86,7 @@ func (a *ArtifactRegistry) Uploads(digest string) int {
 	return a.uploads[digest]
 }
 
-// ResetCounts sets the counts to zero.
+// ResetCounts sets the counts to zero. Registry tokens already issued stay valid.
 func (a *ArtifactRegistry) ResetCounts() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -95,13 +96,18 @@ func (a *ArtifactRegistry) ResetCounts() {
 
 func (a *ArtifactRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.count(func(c *RegistryCounts) { c.Requests++ })
+	if r.URL.Path == registryTokenPath {
+		a.serveToken(w, r)
+		return
+	}
 	name, op := splitRegistryPath(r.URL.Path)
-	if refused := a.check(r, name); refused != nil {
-		a.count(func(c *RegistryCounts) { c.Refused++ })
-		if refused.status == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", `Basic realm="Artifact Registry"`)
-		}
-		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	if refused := a.check(r, name, op); refused != nil {
+		a.count(func(c *RegistryCounts) {
+			c.Refused++
+			if refused.mount {
+				c.RefusedMounts++
+			}
+		})
 		refused.write(w)
 		return
 	}
@@ -124,39 +130,61 @@ func (a *ArtifactRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// check refuses, as Artifact Registry does, a request outside /v2/, without an access token it accepts,
-// or for an image outside a repository made with CreateRepository.
-func (a *ArtifactRegistry) check(r *http.Request, name string) *httpError {
+// A registryRefusal is the front's "no" to a registry request: the error, the challenge a 401 carries,
+// and whether it refused a mount.
+type registryRefusal struct {
+	err       *httpError
+	challenge string
+	mount     bool
+}
+
+func (f *registryRefusal) write(w http.ResponseWriter) {
+	if f.challenge != "" {
+		w.Header().Set("WWW-Authenticate", f.challenge)
+	}
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	f.err.write(w)
+}
+
+// check refuses, as Artifact Registry does, a request outside /v2/, without a token it accepts, for an
+// image outside a repository made with CreateRepository, or mounting a blob from another registry.
+func (a *ArtifactRegistry) check(r *http.Request, name, op string) *registryRefusal {
 	if !strings.HasPrefix(r.URL.Path, "/v2/") {
-		return registryError(http.StatusNotFound, "NOT_FOUND", "The requested URL was not found on this server.")
+		return &registryRefusal{err: registryError(http.StatusNotFound, "NOT_FOUND", "The requested URL was not found on this server.")}
 	}
-	user, token, ok := r.BasicAuth()
-	if !ok {
-		return registryError(http.StatusUnauthorized, "UNAUTHORIZED", "Unauthenticated request. Unauthenticated requests do not have permission \"artifactregistry.repositories.downloadArtifacts\" on this resource.")
-	}
-	if !slices.Contains(tokenUsers, user) {
-		return registryError(http.StatusUnauthorized, "UNAUTHORIZED", "Not authorized: user "+user+" is not _token or oauth2accesstoken, and the password must be an OAuth access token.")
-	}
-	_, err := a.auth.Authenticate(token)
-	switch {
-	case errors.Is(err, ErrInsufficientScope):
-		return registryError(http.StatusForbidden, "DENIED", "Permission \"artifactregistry.repositories.uploadArtifacts\" denied: "+msgScope)
-	case err != nil:
-		return registryError(http.StatusUnauthorized, "UNAUTHORIZED", "The access token is invalid or has expired.")
+	if refused := a.authorize(r, name); refused != nil {
+		return refused
 	}
 	if name == "" {
 		return nil
 	}
-	parts := strings.Split(name, "/")
-	if len(parts) < 3 {
-		return registryError(http.StatusBadRequest, "NAME_INVALID", "Missing image name. Pushes should be of the form docker push HOST-NAME/PROJECT-ID/REPOSITORY/IMAGE")
+	project, repository, ok := splitImage(name)
+	if !ok {
+		return &registryRefusal{err: registryError(http.StatusBadRequest, "NAME_INVALID", "Missing image name. Pushes should be of the form docker push HOST-NAME/PROJECT-ID/REPOSITORY/IMAGE")}
 	}
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if !a.repos[parts[0]+"/"+parts[1]] {
-		return registryError(http.StatusNotFound, "NAME_UNKNOWN", `Repository "`+parts[1]+`" not found`)
+	known := a.repos[project+"/"+repository]
+	a.mu.Unlock()
+	if !known {
+		return &registryRefusal{err: registryError(http.StatusNotFound, "NAME_UNKNOWN", `Repository "`+repository+`" not found`)}
+	}
+	// A mount names its origin registry (go-containerregistry's origin parameter); the blob cannot come from
+	// a registry other than this one.
+	q := r.URL.Query()
+	if op == "blobs" && r.Method == http.MethodPost && q.Get("mount") != "" && q.Get("origin") != "" && q.Get("origin") != r.Host {
+		return &registryRefusal{mount: true, err: registryError(http.StatusForbidden, "DENIED",
+			"Cannot mount blob "+q.Get("mount")+" from "+q.Get("origin")+"/"+q.Get("from")+": it is not on this registry; upload it instead.")}
 	}
 	return nil
+}
+
+// splitImage splits PROJECT/REPOSITORY/IMAGE; ok is false without an image.
+func splitImage(name string) (project, repository string, ok bool) {
+	parts := strings.Split(name, "/")
+	if len(parts) < 3 {
+		return "", "", false
+	}
+	return parts[0], parts[1], true
 }
 
 // splitRegistryPath splits /v2/NAME/OP/... into NAME and OP (blobs, manifests, tags, referrers); both are

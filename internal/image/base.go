@@ -73,7 +73,7 @@ func (b baseImage) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
 }
 
 // layer wraps l, keeping it mountable: remote.Write asks the target registry to mount a layer from the
-// base's repository when both are on the same registry.
+// base's repository. Push keeps that offer only when both are on the same registry (localMounts).
 func (b baseImage) layer(l v1.Layer) v1.Layer {
 	if ml, ok := l.(*remote.MountableLayer); ok {
 		return &remote.MountableLayer{Layer: baseLayer{Layer: ml.Layer, ref: b.ref}, Reference: ml.Reference}

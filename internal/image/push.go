@@ -49,7 +49,7 @@ func Push(ctx context.Context, img v1.Image, tag name.Tag, opts ...Option) (name
 		ropts = append(ropts, remote.WithProgress(updates))
 	}
 
-	err = remote.Write(tag, img, ropts...)
+	err = remote.Write(tag, localMounts{Image: img, registry: tag.RegistryStr()}, ropts...)
 	stats := rec.stats(m)
 	if err != nil {
 		stats.Unchanged = false

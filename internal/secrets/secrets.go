@@ -1,13 +1,13 @@
-// Package secrets checks, before anything is built or deployed, that every Secret Manager secret
-// version the service will read exists and is enabled. It reads only metadata, never a secret's value.
+// Package secrets resolves, before anything is built or deployed, every Secret Manager secret version
+// the service will read: it checks that each exists and is enabled and, when asked, pins each reference
+// to latest to the version number current then (resolve.go). It reads only metadata, never a secret's
+// value.
 package secrets
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path"
-	"strings"
 
 	secretmanager "cloud.google.com/go/secretmanager/apiv1"
 	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
@@ -30,26 +30,10 @@ func (e *MissingError) Error() string {
 
 // Check looks up every reference and returns one error per reference that is not usable, joined. It
 // also returns the number of each project the references name (project ID -> number), as Secret Manager
-// names versions by project number: Cloud Run may name the secrets so too.
+// names versions by project number: Cloud Run may name the secrets so too. It pins nothing: see Resolve.
 func Check(ctx context.Context, client *secretmanager.Client, refs []config.SecretRef) (map[string]string, error) {
-	var errs []error
-	numbers := map[string]string{}
-	seen := map[string]bool{}
-	for _, ref := range refs {
-		if seen[ref.Name()] {
-			continue
-		}
-		seen[ref.Name()] = true
-		v, err := check(ctx, client, ref)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if p := strings.Split(v.GetName(), "/"); len(p) == 6 && p[0] == "projects" && p[1] != ref.Project {
-			numbers[ref.Project] = p[1]
-		}
-	}
-	return numbers, errors.Join(errs...)
+	res, err := Resolve(ctx, client, refs, false)
+	return res.ProjectNumbers, err
 }
 
 func check(ctx context.Context, client *secretmanager.Client, ref config.SecretRef) (*secretmanagerpb.SecretVersion, error) {
@@ -80,11 +64,20 @@ func usable(ref config.SecretRef, v *secretmanagerpb.SecretVersion) error {
 		return nil
 	case secretmanagerpb.SecretVersion_DISABLED:
 		return &MissingError{Ref: ref, Reason: fmt.Sprintf("version %s is disabled", path.Base(v.GetName())),
-			Fix: fmt.Sprintf("enable it with: gcloud secrets versions enable %s --secret=%s --project=%s", path.Base(v.GetName()), ref.Secret, ref.Project)}
+			Fix: fmt.Sprintf("enable it with: gcloud secrets versions enable %s --secret=%s --project=%s", path.Base(v.GetName()), ref.Secret, ref.Project) + olderVersion(ref)}
 	default:
 		return &MissingError{Ref: ref, Reason: fmt.Sprintf("version %s is %s", path.Base(v.GetName()), v.GetState()),
-			Fix: addVersion(ref)}
+			Fix: addVersion(ref) + olderVersion(ref)}
 	}
+}
+
+// olderVersion says how to deploy an earlier version when latest, the newest version, cannot be read:
+// Secret Manager's latest is the most recently created version, whatever its state.
+func olderVersion(ref config.SecretRef) string {
+	if ref.Version != "latest" {
+		return ""
+	}
+	return fmt.Sprintf("; or deploy an earlier, enabled version by naming it in input %s (%s:NUMBER)", ref.Input, ref.Secret)
 }
 
 // notFound tells a missing secret from a missing version.

@@ -90,7 +90,7 @@ func TestCheck(t *testing.T) {
 			[]string{"mlflow_pass", "password_secret", "version 2 is disabled", "gcloud secrets versions enable 2 --secret=mlflow_pass --project=" + project}},
 		// latest is the newest version, here the disabled one: Cloud Run could not read it either.
 		{"latest disabled", ref(t, "password_secret", "mlflow_pass"),
-			[]string{"mlflow_pass", "password_secret", "version 2 is disabled", "gcloud secrets versions enable 2"}},
+			[]string{"mlflow_pass", "password_secret", "version 2 is disabled", "gcloud secrets versions enable 2", "naming it in input password_secret (mlflow_pass:NUMBER)"}},
 		{"version destroyed", ref(t, "secrets", "api_key:1"),
 			[]string{"api_key", "input secrets", "version 1 is DESTROYED", "gcloud secrets versions add api_key --data-file=- --project=" + project}},
 		// A project the deploying identity may not read answers PERMISSION_DENIED.

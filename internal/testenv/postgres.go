@@ -161,6 +161,20 @@ func (p *Postgres) CreateDatabase(ctx context.Context, name string) error {
 	return nil
 }
 
+// DropDatabase drops a database, closing any session still connected to it (a server under test that was
+// killed may have left one).
+func (p *Postgres) DropDatabase(ctx context.Context, name string) error {
+	conn, err := pgx.Connect(ctx, p.URL("postgres"))
+	if err != nil {
+		return fmt.Errorf("postgres: connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("postgres: drop database %q: %w", name, err)
+	}
+	return nil
+}
+
 // Stop shuts postgres down (fast shutdown, then kill).
 func (p *Postgres) Stop() error {
 	p.proc.stop(syscall.SIGINT, 10*time.Second)

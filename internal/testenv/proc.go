@@ -1,14 +1,9 @@
 package testenv
 
 import (
-	"bytes"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -66,7 +61,7 @@ func (p *process) exited() bool {
 // descendant it had (daemons that left the group included).
 func (p *process) stop(sig syscall.Signal, grace time.Duration) {
 	pid := p.cmd.Process.Pid
-	tree := descendants(pid)
+	tree := Descendants(pid)
 	if !p.exited() {
 		_ = p.cmd.Process.Signal(sig)
 		select {
@@ -74,48 +69,10 @@ func (p *process) stop(sig syscall.Signal, grace time.Duration) {
 		case <-time.After(grace):
 		}
 	}
-	tree = append(tree, descendants(pid)...)
+	tree = append(tree, Descendants(pid)...)
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
 	for _, d := range tree {
 		_ = syscall.Kill(d, syscall.SIGKILL)
 	}
 	<-p.done
-}
-
-// descendants lists the processes below pid, read from /proc.
-func descendants(pid int) []int {
-	parent := map[int]int{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		child, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// The command name in parentheses may hold spaces; the fields after its closing parenthesis are
-		// state, then ppid.
-		i := bytes.LastIndexByte(stat, ')')
-		if i < 0 {
-			continue
-		}
-		fields := strings.Fields(string(stat[i+1:]))
-		if len(fields) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(fields[1])
-		parent[child] = ppid
-	}
-	var out []int
-	for child := range parent {
-		for p := parent[child]; p > 1; p = parent[p] {
-			if p == pid {
-				out = append(out, child)
-				break
-			}
-		}
-	}
-	return out
 }

@@ -3,7 +3,6 @@ package testenv
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -141,8 +140,12 @@ func (s *Server) Signal(sig os.Signal) error { return s.proc.cmd.Process.Signal(
 // Exited is closed when the server process has exited.
 func (s *Server) Exited() <-chan struct{} { return s.proc.done }
 
-// Wait waits for the server to exit and returns its exit code (-1 if a signal killed it).
+// Wait waits for the server to exit and returns its exit code (-1 if a signal killed it). ctx must have a
+// deadline.
 func (s *Server) Wait(ctx context.Context) (int, error) {
+	if err := needDeadline(ctx, "the server's exit"); err != nil {
+		return 0, err
+	}
 	select {
 	case <-s.proc.done:
 	case <-ctx.Done():
@@ -152,8 +155,12 @@ func (s *Server) Wait(ctx context.Context) (int, error) {
 	return s.proc.cmd.ProcessState.ExitCode(), nil
 }
 
-// WaitHealthy polls the health path until it answers 200, and fails if the server exits first.
+// WaitHealthy polls the health path until it answers 200, and fails if the server exits first. ctx must
+// have a deadline.
 func (s *Server) WaitHealthy(ctx context.Context) error {
+	if err := needDeadline(ctx, "the server to be healthy"); err != nil {
+		return err
+	}
 	client := &http.Client{Timeout: 2 * time.Second}
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL()+"/health", nil)
@@ -182,8 +189,12 @@ func (s *Server) Lines() []string {
 	return append([]string(nil), s.lines...)
 }
 
-// WaitForLine waits until a line satisfying match has been written, and returns it.
-func (s *Server) WaitForLine(ctx context.Context, match func(string) bool) (string, error) {
+// WaitForLine waits until a line satisfying match has been written, and returns it. ctx must have a
+// deadline; what describes the line for the error when none comes (e.g. "the ready event").
+func (s *Server) WaitForLine(ctx context.Context, what string, match func(string) bool) (string, error) {
+	if err := needDeadline(ctx, what); err != nil {
+		return "", err
+	}
 	seen := 0
 	for {
 		s.mu.Lock()
@@ -205,9 +216,9 @@ func (s *Server) WaitForLine(ctx context.Context, match func(string) bool) (stri
 					return l, nil
 				}
 			}
-			return "", errors.New("server exited before writing the expected line")
+			return "", fmt.Errorf("server exited (%v) before writing %s; its output:\n%s", s.proc.err, what, strings.Join(s.Lines(), "\n"))
 		case <-ctx.Done():
-			return "", ctx.Err()
+			return "", fmt.Errorf("waiting for %s in the server's output: %w; its output:\n%s", what, ctx.Err(), strings.Join(s.Lines(), "\n"))
 		}
 	}
 }
@@ -216,5 +227,14 @@ func (s *Server) WaitForLine(ctx context.Context, match func(string) bool) (stri
 func (s *Server) Stop() error {
 	s.proc.stop(syscall.SIGTERM, 20*time.Second)
 	s.copied.Wait()
+	return nil
+}
+
+// needDeadline refuses a wait that could last for ever: a test that waits for something that never
+// comes must fail, saying what it waited for, rather than hang until the test binary's timeout.
+func needDeadline(ctx context.Context, what string) error {
+	if _, ok := ctx.Deadline(); !ok {
+		return fmt.Errorf("waiting for %s: the context has no deadline; use context.WithTimeout", what)
+	}
 	return nil
 }

@@ -10,9 +10,20 @@ import (
 // startTimeout bounds how long a wrapper waits for a part to come up.
 const startTimeout = 2 * time.Minute
 
+// skipShort skips a test that needs a part make setup installs (MLflow, PostgreSQL, the registry) under
+// go test -short, the inner loop that runs with nothing installed.
+func skipShort(t testing.TB, part string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("needs %s, which make setup installs; skipped under -short", part)
+	}
+}
+
 // NeedVenv returns Venv, or fails the test with the message that says to run internal/testenv/setup.sh.
+// Under -short it skips the test.
 func NeedVenv(t testing.TB) string {
 	t.Helper()
+	skipShort(t, "the MLflow virtualenv")
 	dir, err := Venv()
 	if err != nil {
 		t.Fatal(err)
@@ -20,9 +31,11 @@ func NeedVenv(t testing.TB) string {
 	return dir
 }
 
-// NewPostgres starts PostgreSQL in a temp dir and stops it when the test ends.
+// NewPostgres starts PostgreSQL in a temp dir and stops it when the test ends. Under -short it skips the
+// test.
 func NewPostgres(t testing.TB) *Postgres {
 	t.Helper()
+	skipShort(t, "PostgreSQL")
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	p, err := StartPostgres(ctx, t.TempDir())
@@ -44,9 +57,11 @@ func NewFakeGCS(t testing.TB, buckets ...string) *FakeGCS {
 	return f
 }
 
-// NewRegistry starts a registry in a temp dir and stops it when the test ends.
+// NewRegistry starts a registry in a temp dir and stops it when the test ends. Under -short it skips the
+// test.
 func NewRegistry(t testing.TB) *Registry {
 	t.Helper()
+	skipShort(t, "the distribution registry")
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	r, err := StartRegistry(ctx, t.TempDir())
