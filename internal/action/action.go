@@ -11,6 +11,7 @@ import (
 	"time"
 
 	run "cloud.google.com/go/run/apiv2"
+	"cloud.google.com/go/run/apiv2/runpb"
 	secretmanager "cloud.google.com/go/secretmanager/apiv1"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -218,15 +219,34 @@ func deploy(ctx context.Context, getenv func(string) string, ts oauth2.TokenSour
 
 	d := &cloudrun.Deployer{Services: services, Revisions: revisions, ProjectNumbers: numbers, Logf: gh.Infof}
 	desired := cloudrun.Desired(cfg, digest.String())
+	public := desired.InvokerIamDisabled
+	// An allUsers binding an earlier version granted goes before a private revision serves (with auth: iam
+	// nothing else guards it), but after a public one, which is then public through invoker_iam_disabled.
+	if !public {
+		if _, err := d.Invokers(ctx, desired.Name, public); err != nil {
+			return nil, err
+		}
+	}
 	res, err := d.Deploy(ctx, desired, cfg.WaitTimeout)
 	if err != nil {
-		return nil, err
+		return nil, cloudrun.ExplainPublicAccess(err, desired)
 	}
-	if _, err := d.Invokers(ctx, desired.Name, cfg.AllowUnauthed); err != nil {
-		return nil, err
+	if public {
+		if _, err := d.Invokers(ctx, desired.Name, public); err != nil {
+			return nil, err
+		}
 	}
 	gh.Infof("revision %s serves %s", res.Revision, res.Service.Uri)
+	gh.Infof("%s is %s", cfg.Service, reachability(res.Service))
 	return res, nil
+}
+
+// reachability says who can reach the service, as Cloud Run reports it.
+func reachability(svc *runpb.Service) string {
+	if svc.GetInvokerIamDisabled() {
+		return "public: Cloud Run's invoker IAM check is disabled; the server's basic auth guards it"
+	}
+	return "private: callers need roles/run.invoker and an identity token"
 }
 
 func writeOutputs(gh *githubactions.Action, getenv func(string) string, o *Outputs) {
@@ -261,6 +281,7 @@ func writeSummary(gh *githubactions.Action, getenv func(string) string, cfg *con
 	fmt.Fprintf(&b, "| image | `%s` |\n", o.Image)
 	fmt.Fprintf(&b, "| service | [%s](%s) |\n", o.Service, cloudrun.ConsoleURL(name))
 	fmt.Fprintf(&b, "| logs | [Cloud Logging](%s) |\n", cloudrun.LogsURL(name))
+	fmt.Fprintf(&b, "| access | %s |\n", reachability(res.Service))
 	fmt.Fprintf(&b, "| deploy | %s |\n", change)
 	gh.AddStepSummary(b.String())
 }

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"cloud.google.com/go/iam/apiv1/iampb"
 	"cloud.google.com/go/run/apiv2/runpb"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -158,10 +159,9 @@ func TestRunCreatesUpdatesAndRerunsWithoutWriting(t *testing.T) {
 	if c.registry.Counts().BlobUploads == 0 {
 		t.Error("the first deploy uploaded no blob")
 	}
-	policy, _ := c.run.Policy(project, "us-central1", "mlflow")
-	if !strings.Contains(policy.String(), "allUsers") {
-		t.Errorf("allow_unauthenticated defaults to true, but the policy is %v", policy)
-	}
+	// allow_unauthenticated defaults to true: public through invoker_iam_disabled, under the
+	// domain-restricted-sharing policy that the stand-in enforces by default, with no allUsers binding.
+	checkAccess(t, c, true)
 
 	// The same commit again: nothing is written, not to the registry nor to Cloud Run.
 	runWrites := c.run.Writes()
@@ -316,5 +316,102 @@ func TestRunMissingServerBinary(t *testing.T) {
 	_, err := c.action(context.Background())
 	if err == nil || !strings.Contains(err.Error(), ServerBinaryEnv) || c.tokens.Stats() != before {
 		t.Errorf("want a clear error before any call, got %v (token server: %+v)", err, c.tokens.Stats())
+	}
+}
+
+// checkAccess checks that the service is public or private through invoker_iam_disabled, that its
+// policy has no public member, and that the log and the step summary say how it is reachable.
+func checkAccess(t *testing.T, c *cloud, public bool) {
+	t.Helper()
+	svc, _ := c.run.Service(project, "us-central1", "mlflow")
+	if svc.InvokerIamDisabled != public {
+		t.Errorf("invoker_iam_disabled = %v, want %v", svc.InvokerIamDisabled, public)
+	}
+	policy, _ := c.run.Policy(project, "us-central1", "mlflow")
+	for _, b := range policy.GetBindings() {
+		for _, m := range b.Members {
+			if m == "allUsers" || m == "allAuthenticatedUsers" {
+				t.Errorf("the policy grants %s to %s: %v", b.Role, m, policy)
+			}
+		}
+	}
+	want := "private: callers need roles/run.invoker and an identity token"
+	if public {
+		want = "public: Cloud Run's invoker IAM check is disabled; the server's basic auth guards it"
+	}
+	summary, _ := os.ReadFile(c.env["GITHUB_STEP_SUMMARY"])
+	if !strings.Contains(c.out.String(), "mlflow is "+want) || !strings.Contains(string(summary), "| access | "+want+" |") {
+		t.Errorf("the log and the summary do not say %q:\n%s\n%s", want, c.out, summary)
+	}
+}
+
+// TestRunRemovesLegacyPublicBinding deploys over a service that an earlier version made public with an
+// allUsers invoker binding (granted before the organization enforced domain-restricted sharing): the
+// re-run removes the binding, the service stays public through invoker_iam_disabled, and a further run
+// writes nothing. Switching to auth: iam makes it private and removes public bindings again.
+func TestRunRemovesLegacyPublicBinding(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newCloud(t)
+	if _, err := c.action(ctx); err != nil {
+		t.Fatalf("first deploy: %v\n%s", err, c.out)
+	}
+	legacy := func() {
+		c.run.SetPolicy(project, "us-central1", "mlflow", &iampb.Policy{Bindings: []*iampb.Binding{
+			{Role: "roles/run.invoker", Members: []string{"allUsers", "serviceAccount:ci@" + project + ".iam.gserviceaccount.com"}},
+			{Role: "roles/run.invoker", Members: []string{"allAuthenticatedUsers"}},
+		}})
+	}
+	legacy()
+	before := c.run.CallCounts()
+	if _, err := c.action(ctx); err != nil {
+		t.Fatalf("re-run over the legacy binding: %v\n%s", err, c.out)
+	}
+	checkAccess(t, c, true)
+	after := c.run.CallCounts()
+	if n := after["SetIamPolicy"] - before["SetIamPolicy"]; n != 1 || after["UpdateService"] != before["UpdateService"] {
+		t.Errorf("removing the binding took %d policy writes and %d service updates, want 1 and 0",
+			n, after["UpdateService"]-before["UpdateService"])
+	}
+	policy, _ := c.run.Policy(project, "us-central1", "mlflow")
+	if !strings.Contains(policy.String(), "serviceAccount:ci@") {
+		t.Errorf("an invoker that is not public was removed: %v", policy)
+	}
+	writes := c.run.Writes()
+	if _, err := c.action(ctx); err != nil {
+		t.Fatalf("third run: %v\n%s", err, c.out)
+	}
+	if got := c.run.Writes() - writes; got != 0 {
+		t.Errorf("a run with nothing to change made %d Cloud Run writes", got)
+	}
+
+	// auth: iam: private, and the public bindings go again.
+	legacy()
+	c.env["INPUT_AUTH"], c.env["INPUT_USERNAME_SECRET"], c.env["INPUT_PASSWORD_SECRET"] = "iam", "", ""
+	if _, err := c.action(ctx); err != nil {
+		t.Fatalf("switch to auth: iam: %v\n%s", err, c.out)
+	}
+	checkAccess(t, c, false)
+	writes = c.run.Writes()
+	if _, err := c.action(ctx); err != nil {
+		t.Fatalf("re-run with auth: iam: %v\n%s", err, c.out)
+	}
+	if got := c.run.Writes() - writes; got != 0 {
+		t.Errorf("a private re-run with nothing to change made %d Cloud Run writes", got)
+	}
+}
+
+// TestRunIAMAuthIsPrivate deploys with auth: iam from the start: the invoker IAM check stays on and no
+// public member is bound.
+func TestRunIAMAuthIsPrivate(t *testing.T) {
+	t.Parallel()
+	c := newCloud(t)
+	c.env["INPUT_AUTH"], c.env["INPUT_USERNAME_SECRET"], c.env["INPUT_PASSWORD_SECRET"] = "iam", "", ""
+	if _, err := c.action(context.Background()); err != nil {
+		t.Fatalf("%v\n%s", err, c.out)
+	}
+	checkAccess(t, c, false)
+	if n := c.run.Calls("SetIamPolicy"); n != 0 {
+		t.Errorf("a new private service had its policy written %d times", n)
 	}
 }

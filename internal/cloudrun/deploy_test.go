@@ -211,54 +211,6 @@ func TestDeployRetriesAFailedRevision(t *testing.T) {
 	}
 }
 
-func TestInvokers(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	w := newWorld(t)
-	name := Name(project, "us-central1", "mlflow")
-	if _, err := w.d.Deploy(ctx, desiredFor(t, nil, testImage), time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	writes := w.run.Writes()
-	for i, step := range []struct {
-		public, wrote bool
-	}{{true, true}, {true, false}, {false, true}, {false, false}} {
-		wrote, err := w.d.Invokers(ctx, name, step.public)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if wrote != step.wrote {
-			t.Errorf("step %d (public=%v): wrote=%v, want %v", i, step.public, wrote, step.wrote)
-		}
-		policy, _ := w.run.Policy(project, "us-central1", "mlflow")
-		public := false
-		for _, b := range policy.GetBindings() {
-			for _, m := range b.Members {
-				public = public || (b.Role == "roles/run.invoker" && m == "allUsers")
-			}
-		}
-		if public != step.public {
-			t.Errorf("step %d: policy public=%v, want %v: bindings %v", i, public, step.public, policy.GetBindings())
-		}
-	}
-	if got := w.run.Writes() - writes; got != 2 {
-		t.Errorf("IAM steps made %d writes, want 2", got)
-	}
-}
-
-func TestInvokersRefusedByOrgPolicy(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	w := newWorld(t, gcptest.WithDomainRestrictedSharing())
-	if _, err := w.d.Deploy(ctx, desiredFor(t, nil, testImage), time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	_, err := w.d.Invokers(ctx, Name(project, "us-central1", "mlflow"), true)
-	if err == nil || !strings.Contains(err.Error(), "allowedPolicyMemberDomains") || !strings.Contains(err.Error(), "allow_unauthenticated: false") {
-		t.Errorf("want the org policy explained, got %v", err)
-	}
-}
-
 func TestDeployUnknownProject(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)

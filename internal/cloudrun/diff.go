@@ -27,6 +27,7 @@ func Changes(live, desired *runpb.Service, numbers ProjectNumbers) []string {
 		add("labels."+k, ok && v == desired.Labels[k])
 	}
 	add("traffic", sameTraffic(live.Traffic, desired.Traffic))
+	add("invoker_iam_disabled", live.GetInvokerIamDisabled() == desired.GetInvokerIamDisabled())
 
 	lt, dt := live.GetTemplate(), desired.GetTemplate()
 	if dt.GetServiceAccount() != "" {
@@ -64,6 +65,7 @@ func Apply(live, desired *runpb.Service) *runpb.Service {
 		out.Labels[k] = v
 	}
 	out.Traffic = desired.Traffic
+	out.InvokerIamDisabled = desired.InvokerIamDisabled
 	if out.Template == nil {
 		out.Template = &runpb.RevisionTemplate{}
 	}

@@ -79,6 +79,8 @@ func TestChanges(t *testing.T) {
 		{"volumes", func(s *runpb.Service) { s.Template.Volumes[1].GetSecret().Items[0].Version = "9" }},
 		{"volumes", func(s *runpb.Service) { s.Template.Volumes[1].GetSecret().Secret = "other_key" }},
 		{"labels.managed-by", func(s *runpb.Service) { delete(s.Labels, "managed-by") }},
+		// A service an earlier version made public with an allUsers binding has the invoker IAM check on.
+		{"invoker_iam_disabled", func(s *runpb.Service) { s.InvokerIamDisabled = false }},
 	}
 	for _, tc := range cases {
 		l := live(desired)
@@ -110,6 +112,13 @@ func TestApplyKeepsWhatItDoesNotManage(t *testing.T) {
 	}
 	if diff := cmp.Diff(live(old), l, protocmp.Transform()); diff != "" {
 		t.Errorf("Apply changed the live service it was given (-before +after):\n%s", diff)
+	}
+	// Public access is the action's to set, both ways.
+	for _, public := range []bool{true, false} {
+		l.InvokerIamDisabled, desired.InvokerIamDisabled = !public, public
+		if got := Apply(l, desired).InvokerIamDisabled; got != public {
+			t.Errorf("Apply with invoker_iam_disabled %v over %v gave %v", public, !public, got)
+		}
 	}
 }
 

@@ -86,6 +86,9 @@ func Desired(c *config.Config, image string) *runpb.Service {
 			Volumes:                       volumes,
 		},
 		Traffic: []*runpb.TrafficTarget{{Type: runpb.TrafficTargetAllocationType_TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, Percent: 100}},
+		// Cloud Run's recommended way to make a service public: it works where the domain-restricted-sharing
+		// organization policy refuses an allUsers binding.
+		InvokerIamDisabled: Public(c),
 	}
 }
 

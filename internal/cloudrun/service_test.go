@@ -99,6 +99,8 @@ func TestDesired(t *testing.T) {
 			},
 		},
 		Traffic: []*runpb.TrafficTarget{{Type: runpb.TrafficTargetAllocationType_TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, Percent: 100}},
+		// auth: basic, public: the invoker IAM check is off, with no allUsers binding.
+		InvokerIamDisabled: true,
 	}
 	if diff := cmp.Diff(want, Desired(c, testImage), protocmp.Transform()); diff != "" {
 		t.Errorf("Desired (-want +got):\n%s", diff)

@@ -26,8 +26,9 @@ func (a runAPI) GetIamPolicy(_ context.Context, req *iampb.GetIamPolicyRequest) 
 // Member forms IAM accepts in a binding.
 var memberPrefixes = []string{"user:", "serviceAccount:", "group:", "domain:", "principal:", "principalSet:", "deleted:"}
 
-// SetIamPolicy accepts Cloud Run's roles and IAM's member forms; WithDomainRestrictedSharing makes it
-// refuse allUsers and allAuthenticatedUsers as that organization policy does.
+// SetIamPolicy accepts Cloud Run's roles and IAM's member forms. It refuses allUsers and
+// allAuthenticatedUsers as the domain-restricted-sharing organization policy does, unless a test lifts
+// that policy with WithoutDomainRestrictedSharing.
 func (a runAPI) SetIamPolicy(_ context.Context, req *iampb.SetIamPolicyRequest) (*iampb.Policy, error) {
 	defer a.r.begin("SetIamPolicy")()
 	r := a.r

@@ -25,7 +25,9 @@ type settings struct {
 }
 
 func newSettings(opts []Option) *settings {
-	s := &settings{projects: map[string]string{}, now: time.Now, tokenLifetime: time.Hour, opPolls: 1, serviceURL: DefaultServiceURL}
+	// Domain-restricted sharing is on by default, as in every organization created since May 2024.
+	s := &settings{projects: map[string]string{}, now: time.Now, tokenLifetime: time.Hour, opPolls: 1, serviceURL: DefaultServiceURL,
+		domainRestricted: true}
 	for _, o := range opts {
 		o(s)
 	}
@@ -68,8 +70,13 @@ func WithServiceURL(fn func(ServiceRef) string) Option {
 }
 
 // WithDomainRestrictedSharing simulates the organization policy constraints/iam.allowedPolicyMemberDomains:
-// SetIamPolicy refuses allUsers and allAuthenticatedUsers.
+// SetIamPolicy refuses allUsers and allAuthenticatedUsers. It is the default (secure-by-default
+// organizations enforce it); the option remains for tests that want to say so.
 func WithDomainRestrictedSharing() Option { return func(s *settings) { s.domainRestricted = true } }
+
+// WithoutDomainRestrictedSharing lifts that organization policy, as in a project outside an organization
+// or one with an exception: SetIamPolicy then accepts allUsers and allAuthenticatedUsers.
+func WithoutDomainRestrictedSharing() Option { return func(s *settings) { s.domainRestricted = false } }
 
 // WithSecretManager makes Cloud Run check a revision's secret references against sm, as it does before
 // starting a revision: a missing or unusable secret version fails the revision.

@@ -2,6 +2,7 @@ package gcptest
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 
@@ -141,6 +142,43 @@ func (r *Run) Policy(project, region, service string) (*iampb.Policy, bool) {
 		return nil, false
 	}
 	return proto.Clone(rs.policy).(*iampb.Policy), true
+}
+
+// SetPolicy replaces the IAM policy of a service without the checks of SetIamPolicy, to set up what an
+// earlier deploy or someone else left, such as an allUsers binding granted before the domain-restricted-
+// sharing policy was enforced (an organization policy does not remove existing bindings). It gives the
+// policy a new etag and reports whether the service exists.
+func (r *Run) SetPolicy(project, region, service string, p *iampb.Policy) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rs := r.lookup(project, region, service)
+	if rs == nil {
+		return false
+	}
+	rs.policy = proto.Clone(p).(*iampb.Policy)
+	rs.policy.Etag = []byte(newEtag())
+	return true
+}
+
+// AllowsUnauthenticated tells whether Cloud Run lets a request without an identity token through to a
+// service: when the service has invoker_iam_disabled, or its policy grants roles/run.invoker to allUsers
+// without a condition. The local front end asks it for every request.
+func (r *Run) AllowsUnauthenticated(project, region, service string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rs := r.lookup(project, region, service)
+	if rs == nil {
+		return false
+	}
+	if rs.svc.GetInvokerIamDisabled() {
+		return true
+	}
+	for _, b := range rs.policy.GetBindings() {
+		if b.GetRole() == "roles/run.invoker" && b.GetCondition() == nil && slices.Contains(b.GetMembers(), "allUsers") {
+			return true
+		}
+	}
+	return false
 }
 
 // ServingURL returns the URL the Runtime gave for the revision receiving most of a service's traffic, or

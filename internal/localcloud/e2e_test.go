@@ -67,6 +67,20 @@ func TestEndToEnd(t *testing.T) {
 	if strings.Contains(actionLog.String(), c.Password) || strings.Contains(string(summary), c.Password) {
 		t.Error("the action printed the MLflow password")
 	}
+	// Public through invoker_iam_disabled (the Run stand-in refuses allUsers by default, as a secure-by-
+	// default organization does): a request without credentials passes Cloud Run's invoker check and
+	// meets the server's basic auth.
+	resp, err := http.Get(url + "/api/2.0/mlflow/experiments/search")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a request without credentials: %s, want the server's 401 behind Cloud Run's invoker check", resp.Status)
+	}
+	if !strings.Contains(string(summary), "public: Cloud Run's invoker IAM check is disabled") {
+		t.Errorf("the step summary does not say the service is public:\n%s", summary)
+	}
 
 	// A client logs the article's model to the URL output.
 	runID, err := c.LogModel(ctx, url, io.Discard)

@@ -1,10 +1,12 @@
 package localcloud
 
 import (
+	"html"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -38,6 +40,7 @@ func TestFrontEndRequestLimit(t *testing.T) {
 			}
 			t.Cleanup(func() { fe.srv.Close() })
 			fe.current = p
+			fe.public = func() bool { return true }
 
 			body := io.Reader(io.LimitReader(zeros{}, tc.size))
 			req, _ := http.NewRequest(http.MethodPut, fe.url+"/upload", body)
@@ -62,6 +65,66 @@ func TestFrontEndRequestLimit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFrontEndInvokerCheck checks Cloud Run's invoker IAM check in front of a service: a request without
+// an identity token reaches the container only while the service is public (invoker_iam_disabled or an
+// allUsers binding); otherwise Cloud Run answers 403 with its Forbidden page, before any revision is
+// involved (even one that is not ready). A Basic Authorization header is not an identity token.
+func TestFrontEndInvokerCheck(t *testing.T) {
+	t.Parallel()
+	var received int64
+	port, _ := startBackend(t, false, &received)
+	p := &revisionProc{name: "svc-00001-abc", port: port}
+	p.proxy = p.reverseProxy()
+	r := &Runtime{}
+	r.SetInvokerCheck("svc", nil) // a front end with no check yet: private
+	url, err := r.route("svc", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	fe := r.services["svc"]
+	r.mu.Unlock()
+	t.Cleanup(func() { fe.srv.Close() })
+	get := func(path string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, url+path, nil)
+		req.SetBasicAuth("mlflow", "password")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	forbidden := func(when, path string) {
+		t.Helper()
+		code, body := get(path)
+		want := "<h2>Your client does not have permission to get URL <code>" + html.EscapeString(path) + "</code> from this server.</h2>"
+		if code != http.StatusForbidden || !strings.Contains(body, "<h1>Error: Forbidden</h1>") || !strings.Contains(body, want) {
+			t.Errorf("%s: GET %s = %d %q, want 403 with Cloud Run's Forbidden page", when, path, code, body)
+		}
+	}
+	forbidden("no check", "/")
+
+	var public atomic.Bool
+	r.SetInvokerCheck("svc", public.Load)
+	forbidden("private", "/api/2.0/mlflow/experiments/search")
+	forbidden("private", "/<script>")
+	public.Store(true)
+	if code, body := get("/health"); code != http.StatusOK {
+		t.Errorf("public: GET /health = %d %q, want the container's 200", code, body)
+	}
+	public.Store(false)
+	forbidden("private again", "/health")
+
+	// The check comes before the routing: a private service with no ready revision is still a 403.
+	fe.mu.Lock()
+	fe.current = nil
+	fe.mu.Unlock()
+	forbidden("no revision", "/")
 }
 
 // startBackend is a container: it counts the bytes it is sent and notes the protocol it was reached by.

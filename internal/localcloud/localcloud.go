@@ -105,8 +105,16 @@ func (c *Cloud) start(ctx context.Context, logs io.Writer) (err error) {
 	// Artifact Registry: the token-checking front, with the real registry process behind it.
 	backend := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: c.Registry.Host()})
 	c.Runtime = &Runtime{Dir: filepath.Join(dir, "revisions"), Logs: logs, HostEnv: c.hostEnv()}
+	// A service's URL is its front end here, which lets requests without an identity token through only
+	// when Cloud Run would.
+	serviceURL := func(ref gcptest.ServiceRef) string {
+		c.Runtime.SetInvokerCheck(ref.Service, func() bool {
+			return c.Google.Run.AllowsUnauthenticated(ref.ProjectID, ref.Region, ref.Service)
+		})
+		return c.Runtime.URL(ref.Service)
+	}
 	if c.Google, err = gcptest.NewCloud(gcptest.WithRegistryBackend(backend), gcptest.WithRuntime(c.Runtime),
-		gcptest.WithServiceURL(func(ref gcptest.ServiceRef) string { return c.Runtime.URL(ref.Service) })); err != nil {
+		gcptest.WithServiceURL(serviceURL)); err != nil {
 		return err
 	}
 	c.stops = append(c.stops, c.Google.Close, c.Runtime.Close)
