@@ -77,8 +77,8 @@ func (l *logger) request(r *http.Request, status int, respSize, reqSize int64, l
 	}
 	severity := sevInfo
 	switch {
-	case isHealth(r):
-		// Startup probes poll this; their 503s before MLflow is up are expected.
+	case isHealth(r) || isGRPCHealth(r):
+		// Startup probes poll these; their 503s before MLflow is up are expected.
 		severity = sevDebug
 	case status >= 500:
 		severity = sevError
