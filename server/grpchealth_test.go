@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,7 +20,8 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// serveH2C serves h on loopback for HTTP/1.1 and h2c, as run does, and returns its address.
+// serveH2C serves h on loopback for HTTP/1.1 and h2c, behind the request log, as run does, and returns
+// its address.
 func serveH2C(t *testing.T, h http.Handler) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -29,7 +31,7 @@ func serveH2C(t *testing.T, h http.Handler) string {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
-	srv := &http.Server{Handler: h, Protocols: &protocols}
+	srv := &http.Server{Handler: newLogger(io.Discard, newRedactor()).requests(h), Protocols: &protocols}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return ln.Addr().String()

@@ -132,6 +132,10 @@ func (r *recorder) Write(p []byte) (int, error) {
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
+// Flush is there for handlers that assert http.Flusher rather than use http.ResponseController: gRPC's
+// ServeHTTP, which answers the health checks, refuses to serve without it.
+func (r *recorder) Flush() { _ = r.FlushError() }
+
 func (r *recorder) FlushError() error {
 	if r.status == 0 {
 		r.status = http.StatusOK
