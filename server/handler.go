@@ -17,9 +17,28 @@ type handler struct {
 	// mlflow is the proxy to MLflow once MLflow has answered its own /health; nil before that and after
 	// MLflow exits.
 	mlflow atomic.Pointer[httputil.ReverseProxy]
+	// probe answers gRPC health checks; nil in tests that need none.
+	probe *grpcHealth
+}
+
+func newHandler(auth *basicAuth) *handler {
+	return &handler{auth: auth, probe: newGRPCHealth()}
+}
+
+// setMLflow makes proxy the way to MLflow, or with nil says MLflow is gone; both health answers follow.
+func (h *handler) setMLflow(proxy *httputil.ReverseProxy) {
+	h.mlflow.Store(proxy)
+	if h.probe != nil {
+		h.probe.serving(proxy != nil)
+	}
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The gRPC probe carries no credentials either.
+	if h.probe != nil && isGRPCHealth(r) {
+		h.probe.srv.ServeHTTP(w, r)
+		return
+	}
 	if isHealth(r) {
 		h.health(w)
 		return

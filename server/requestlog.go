@@ -77,8 +77,8 @@ func (l *logger) request(r *http.Request, status int, respSize, reqSize int64, l
 	}
 	severity := sevInfo
 	switch {
-	case isHealth(r):
-		// Startup probes poll this; their 503s before MLflow is up are expected.
+	case isHealth(r) || isGRPCHealth(r):
+		// Startup probes poll these; their 503s before MLflow is up are expected.
 		severity = sevDebug
 	case status >= 500:
 		severity = sevError
@@ -131,6 +131,10 @@ func (r *recorder) Write(p []byte) (int, error) {
 }
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Flush is there for handlers that assert http.Flusher rather than use http.ResponseController: gRPC's
+// ServeHTTP, which answers the health checks, refuses to serve without it.
+func (r *recorder) Flush() { _ = r.FlushError() }
 
 func (r *recorder) FlushError() error {
 	if r.status == 0 {

@@ -44,10 +44,11 @@ func run(ctx context.Context, e env, stdout io.Writer) error {
 		return err
 	}
 
-	h := &handler{}
+	var auth *basicAuth
 	if cfg.auth == serverenv.AuthBasic {
-		h.auth = newBasicAuth(cfg.username, cfg.password)
+		auth = newBasicAuth(cfg.username, cfg.password)
 	}
+	h := newHandler(auth)
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	// Cloud Run speaks HTTP/2 to the container without TLS (h2c, prior knowledge) when the port is named
@@ -73,6 +74,7 @@ func run(ctx context.Context, e env, stdout io.Writer) error {
 	// draining is set, it is logged once the listener is closed, so that whoever reads it can rely on
 	// new connections being refused.
 	shutdown := func(grace time.Duration, draining string) {
+		h.probe.shutdown()
 		sctx, cancel := context.WithTimeout(context.Background(), grace)
 		defer cancel()
 		done := make(chan error, 1)
@@ -119,7 +121,7 @@ func run(ctx context.Context, e env, stdout io.Writer) error {
 	go func() {
 		start := time.Now()
 		if pollHealth(healthCtx, mlflowAddr) == nil {
-			h.mlflow.Store(proxy)
+			h.setMLflow(proxy)
 			log.info("MLflow is ready", "event", "ready", "startup", time.Since(start))
 		}
 	}()
@@ -132,7 +134,7 @@ func run(ctx context.Context, e env, stdout io.Writer) error {
 		log.info("stopped")
 		return nil
 	case <-mlflow.done:
-		h.mlflow.Store(nil)
+		h.setMLflow(nil)
 		stopHealth()
 		mlflow.waitRelayed(relayDrainTimeout)
 		err := fmt.Errorf("MLflow exited on its own (%v); stopping so that Cloud Run replaces this instance", mlflow.exitError())

@@ -115,12 +115,20 @@ func sameResources(live, desired *runpb.ResourceRequirements) bool {
 		live.GetCpuIdle() == desired.GetCpuIdle() && live.GetStartupCpuBoost() == desired.GetStartupCpuBoost()
 }
 
-// sameProbe compares the fields Desired sets, so that a default Cloud Run adds does not read as a change.
+// sameProbe compares the fields Desired sets, so that a default Cloud Run adds does not read as a change;
+// a probe of another kind (HTTP where gRPC is wanted) is a change.
 func sameProbe(live, desired *runpb.Probe) bool {
-	lg, dg := live.GetHttpGet(), desired.GetHttpGet()
-	return live.GetTimeoutSeconds() == desired.GetTimeoutSeconds() && live.GetPeriodSeconds() == desired.GetPeriodSeconds() &&
-		live.GetFailureThreshold() == desired.GetFailureThreshold() && live.GetInitialDelaySeconds() == desired.GetInitialDelaySeconds() &&
-		(lg == nil) == (dg == nil) && lg.GetPath() == dg.GetPath() && lg.GetPort() == dg.GetPort()
+	if live.GetTimeoutSeconds() != desired.GetTimeoutSeconds() || live.GetPeriodSeconds() != desired.GetPeriodSeconds() ||
+		live.GetFailureThreshold() != desired.GetFailureThreshold() || live.GetInitialDelaySeconds() != desired.GetInitialDelaySeconds() {
+		return false
+	}
+	lh, dh := live.GetHttpGet(), desired.GetHttpGet()
+	lt, dt := live.GetTcpSocket(), desired.GetTcpSocket()
+	lg, dg := live.GetGrpc(), desired.GetGrpc()
+	return (lh == nil) == (dh == nil) && (lt == nil) == (dt == nil) && (lg == nil) == (dg == nil) &&
+		lh.GetPath() == dh.GetPath() && lh.GetPort() == dh.GetPort() &&
+		lt.GetPort() == dt.GetPort() &&
+		lg.GetPort() == dg.GetPort() && lg.GetService() == dg.GetService()
 }
 
 func sameMounts(live, desired []*runpb.VolumeMount) bool {

@@ -41,7 +41,6 @@ func TestChanges(t *testing.T) {
 	}
 	// Defaults Cloud Run may add to what was sent are not changes.
 	l := live(desired)
-	l.Template.Containers[0].StartupProbe.GetHttpGet().HttpHeaders = nil
 	l.Template.Containers[0].Resources.Limits["nvidia.com/gpu"] = "0"
 	if got := Changes(l, desired, numbers); len(got) != 0 {
 		t.Errorf("server-side defaults show as changes: %v", got)
@@ -60,6 +59,17 @@ func TestChanges(t *testing.T) {
 		{"resources", func(s *runpb.Service) { s.Template.Containers[0].Resources.CpuIdle = false }},
 		{"ports", func(s *runpb.Service) { s.Template.Containers[0].Ports[0].Name = "http1" }},
 		{"startup_probe", func(s *runpb.Service) { s.Template.Containers[0].StartupProbe.FailureThreshold = 3 }},
+		{"startup_probe", func(s *runpb.Service) {
+			// What an earlier version of the action asked for.
+			s.Template.Containers[0].StartupProbe.ProbeType = &runpb.Probe_HttpGet{HttpGet: &runpb.HTTPGetAction{Path: "/health", Port: 8080}}
+		}},
+		{"startup_probe", func(s *runpb.Service) {
+			// Cloud Run's default probe.
+			s.Template.Containers[0].StartupProbe.ProbeType = &runpb.Probe_TcpSocket{TcpSocket: &runpb.TCPSocketAction{Port: 8080}}
+		}},
+		{"startup_probe", func(s *runpb.Service) { s.Template.Containers[0].StartupProbe.GetGrpc().Service = "mlflow" }},
+		{"startup_probe", func(s *runpb.Service) { s.Template.Containers[0].StartupProbe.GetGrpc().Port = 8081 }},
+		{"startup_probe", func(s *runpb.Service) { s.Template.Containers[0].StartupProbe = nil }},
 		{"scaling", func(s *runpb.Service) { s.Template.Scaling.MaxInstanceCount = 100 }},
 		{"timeout", func(s *runpb.Service) { s.Template.Timeout.Seconds = 60 }},
 		{"concurrency", func(s *runpb.Service) { s.Template.MaxInstanceRequestConcurrency = 1 }},

@@ -23,7 +23,8 @@ const (
 	cloudSQLName  = "cloudsql"
 )
 
-// The startup probe holds traffic until MLflow answers: 3 s apart for up to 240 s, Cloud Run's limit.
+// The startup probe holds traffic until MLflow answers: 3 s apart for up to 240 s (period x threshold),
+// Cloud Run's limit, each try given 2 s (a timeout must not exceed the period).
 const (
 	probePeriodSeconds    = 3
 	probeTimeoutSeconds   = 2
@@ -58,9 +59,10 @@ func Desired(c *config.Config, image string) *runpb.Service {
 			TimeoutSeconds:   probeTimeoutSeconds,
 			PeriodSeconds:    probePeriodSeconds,
 			FailureThreshold: probeFailureThreshold,
-			ProbeType: &runpb.Probe_HttpGet{HttpGet: &runpb.HTTPGetAction{
-				Path: serverenv.HealthPath, Port: ContainerPort,
-			}},
+			// gRPC health checking, which the server answers over h2c: Cloud Run documents HTTP probes
+			// only for services that use HTTP/1, and ours uses HTTP/2 end to end. The empty service
+			// name asks for the server's overall health, SERVING once MLflow answers.
+			ProbeType: &runpb.Probe_Grpc{Grpc: &runpb.GRPCAction{Port: ContainerPort, Service: ""}},
 		},
 	}
 	var volumes []*runpb.Volume

@@ -86,9 +86,10 @@ func TestDesired(t *testing.T) {
 				},
 				// CpuIdle keeps request-only billing, which setting resources would otherwise turn off.
 				Resources: &runpb.ResourceRequirements{Limits: map[string]string{"cpu": "1", "memory": "2Gi"}, CpuIdle: true, StartupCpuBoost: true},
-				// 3 s apart, 80 times: 240 s, Cloud Run's limit for a startup probe.
+				// 3 s apart, 80 times: 240 s, Cloud Run's limit for a startup probe. gRPC health checking
+				// on the container port: an HTTP probe is documented for HTTP/1 services only.
 				StartupProbe: &runpb.Probe{TimeoutSeconds: 2, PeriodSeconds: 3, FailureThreshold: 80,
-					ProbeType: &runpb.Probe_HttpGet{HttpGet: &runpb.HTTPGetAction{Path: serverenv.HealthPath, Port: 8080}}},
+					ProbeType: &runpb.Probe_Grpc{Grpc: &runpb.GRPCAction{Port: 8080}}},
 				VolumeMounts: []*runpb.VolumeMount{{Name: "cloudsql", MountPath: "/cloudsql"}, {Name: "secret-1", MountPath: "/secrets"}},
 			}},
 			Volumes: []*runpb.Volume{

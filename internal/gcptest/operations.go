@@ -14,7 +14,7 @@ import (
 
 // A runOperation is the long-running operation of a CreateService or UpdateService. It is done once the
 // revision it rolls out has started (the Runtime returned) and, after that, once it has been polled
-// WithOperationPolls times or WithOperationDelay has passed on the settings' clock; then the service is
+// WithOperationPolls times and WithOperationDelay has passed on the settings' clock; then the service is
 // reconciled and the operation carries the service, or why its revision cannot serve.
 type runOperation struct {
 	name        string
@@ -76,11 +76,7 @@ func (r *Run) settle() {
 		if op.done != nil || !op.runtimeDone {
 			continue
 		}
-		if r.cfg.opDelay > 0 {
-			if r.cfg.now().Sub(op.started) < r.cfg.opDelay {
-				continue
-			}
-		} else if op.polls < r.cfg.opPolls {
+		if op.polls < r.cfg.opPolls || r.cfg.now().Sub(op.started) < r.cfg.opDelay {
 			continue
 		}
 		r.complete(op)

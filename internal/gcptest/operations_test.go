@@ -1,6 +1,7 @@
 package gcptest
 
 import (
+	"cmp"
 	"testing"
 	"time"
 
@@ -14,15 +15,19 @@ import (
 // the stand-in's clock, as configured, and is done on the poll after that.
 func TestRunOperationFinishesLater(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock()
+	clock, defaultClock := newFakeClock(), newFakeClock()
 	tests := []struct {
 		name    string
 		opts    []Option
 		polls   int           // GetOperation calls that see it not done
 		advance time.Duration // how far the clock moves before the final poll
+		clock   *fakeClock    // the clock to move, if not the shared one
 	}{
-		{name: "after three polls", opts: []Option{WithOperationPolls(3)}, polls: 2},
-		{name: "after a delay", opts: []Option{WithOperationDelay(300 * time.Millisecond), withClock(clock)}, polls: 5, advance: 300 * time.Millisecond},
+		{name: "after three polls", opts: []Option{WithOperationPolls(3), WithOperationDelay(0)}, polls: 2},
+		{name: "after a delay", opts: []Option{WithOperationPolls(1), WithOperationDelay(300 * time.Millisecond), withClock(clock)}, polls: 5, advance: 300 * time.Millisecond},
+		// By default, as a Cloud Run rollout: never on the first polls, nor before two seconds.
+		{name: "by default, not before two seconds", opts: []Option{withClock(defaultClock)}, polls: 5, advance: 2 * time.Second, clock: defaultClock},
+		{name: "instant", opts: []Option{WithInstantOperations()}, polls: 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -51,7 +56,7 @@ func TestRunOperationFinishesLater(t *testing.T) {
 					t.Fatalf("poll %d: done, want not done yet", i+1)
 				}
 			}
-			clock.advance(tt.advance)
+			cmp.Or(tt.clock, clock).advance(tt.advance)
 			if got := poll(); !got.Done || got.GetResponse() == nil {
 				t.Fatalf("final poll: %v; want done with a response", got)
 			}

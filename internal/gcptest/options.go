@@ -26,7 +26,8 @@ type settings struct {
 
 func newSettings(opts []Option) *settings {
 	// Domain-restricted sharing is on by default, as in every organization created since May 2024.
-	s := &settings{projects: map[string]string{}, now: time.Now, tokenLifetime: time.Hour, opPolls: 1, serviceURL: DefaultServiceURL,
+	s := &settings{projects: map[string]string{}, now: time.Now, tokenLifetime: time.Hour,
+		opPolls: defaultOperationPolls, opDelay: defaultOperationDelay, serviceURL: DefaultServiceURL,
 		domainRestricted: true}
 	for _, o := range opts {
 		o(s)
@@ -52,13 +53,28 @@ func WithTokenLifetime(d time.Duration) Option {
 // WithRuntime sets the Runtime that starts Cloud Run revisions.
 func WithRuntime(rt Runtime) Option { return func(s *settings) { s.runtime = rt } }
 
-// WithOperationPolls makes a Cloud Run operation done on its n-th GetOperation, once its revision has
-// started (default 1: the first poll after the call that began it).
+// A Cloud Run rollout takes tens of seconds, so a client never sees its operation done on the first poll.
+// By default an operation here is done only once it has been polled defaultOperationPolls times and
+// defaultOperationDelay has passed, which a client that treats the first answer as final, or that
+// stops polling early, fails on; the delay is kept short so that a test with a few deploys stays quick.
+const (
+	defaultOperationPolls = 3
+	defaultOperationDelay = 2 * time.Second
+)
+
+// WithOperationPolls makes a Cloud Run operation done no earlier than its n-th GetOperation, once its
+// revision has started (default 3).
 func WithOperationPolls(n int) Option { return func(s *settings) { s.opPolls = max(n, 1) } }
 
-// WithOperationDelay makes a Cloud Run operation done d after it began, once its revision has started,
-// however often it is polled.
-func WithOperationDelay(d time.Duration) Option { return func(s *settings) { s.opDelay = d } }
+// WithOperationDelay makes a Cloud Run operation done no earlier than d after it began, on the settings'
+// clock, once its revision has started (default 2 s). Both this and WithOperationPolls must be met.
+func WithOperationDelay(d time.Duration) Option { return func(s *settings) { s.opDelay = max(d, 0) } }
+
+// WithInstantOperations makes every Cloud Run operation done on its first poll after its revision has
+// started: WithOperationPolls(1) and WithOperationDelay(0), for tests about something else.
+func WithInstantOperations() Option {
+	return func(s *settings) { s.opPolls, s.opDelay = 1, 0 }
+}
 
 // WithServiceURL sets the URL Cloud Run services get (default DefaultServiceURL).
 func WithServiceURL(fn func(ServiceRef) string) Option {

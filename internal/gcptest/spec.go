@@ -1,6 +1,7 @@
 package gcptest
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
 	"slices"
@@ -145,16 +146,58 @@ func validateContainer(field string, c *runpb.Container, volumes map[string]bool
 			return invalid("%s.volume_mounts[%d].mount_path: must be an absolute path, got %q.", field, i, m.GetMountPath())
 		}
 	}
-	for name, p := range map[string]*runpb.Probe{"startup_probe": c.GetStartupProbe(), "liveness_probe": c.GetLivenessProbe()} {
-		if p == nil {
-			continue
+	if err := validateProbe(field+".startup_probe", c.GetStartupProbe(), true); err != nil {
+		return err
+	}
+	return validateProbe(field+".liveness_probe", c.GetLivenessProbe(), false)
+}
+
+// validateProbe checks a probe as Cloud Run's reference states the limits (fields left 0 take their
+// defaults: timeout 1 s, period 10 s, threshold 3): exactly one kind; HTTP, TCP or gRPC for a startup
+// probe, HTTP or gRPC for a liveness probe; a startup probe's delay and period at most 240 s and its whole
+// budget, initial delay + period x failure threshold, at most 240 s; a timeout of 1 to 3600 s and at most
+// the period; ports 1 to 65535.
+func validateProbe(field string, p *runpb.Probe, startup bool) error {
+	if p == nil {
+		return nil
+	}
+	maxSeconds := int32(3600)
+	if startup {
+		maxSeconds = 240
+	}
+	if p.GetInitialDelaySeconds() < 0 || p.GetTimeoutSeconds() < 0 || p.GetPeriodSeconds() < 0 || p.GetFailureThreshold() < 0 {
+		return invalid("%s: initial_delay_seconds, timeout_seconds, period_seconds and failure_threshold must not be negative.", field)
+	}
+	if p.GetPeriodSeconds() > maxSeconds || p.GetInitialDelaySeconds() > maxSeconds {
+		return invalid("%s: initial_delay_seconds and period_seconds must be at most %d.", field, maxSeconds)
+	}
+	if p.GetTimeoutSeconds() > 3600 {
+		return invalid("%s.timeout_seconds: must be at most 3600.", field)
+	}
+	timeout, period, threshold := cmp.Or(p.GetTimeoutSeconds(), 1), cmp.Or(p.GetPeriodSeconds(), 10), cmp.Or(p.GetFailureThreshold(), 3)
+	if timeout > period {
+		return invalid("%s.timeout_seconds: %d must not exceed period_seconds (%d).", field, timeout, period)
+	}
+	if startup && int64(p.GetInitialDelaySeconds())+int64(period)*int64(threshold) > 240 {
+		return invalid("%s: initial_delay_seconds + period_seconds x failure_threshold = %d s; a startup probe must succeed within 240 s.",
+			field, int64(p.GetInitialDelaySeconds())+int64(period)*int64(threshold))
+	}
+	var port int32
+	switch pt := p.GetProbeType().(type) {
+	case *runpb.Probe_HttpGet:
+		port = pt.HttpGet.GetPort()
+	case *runpb.Probe_TcpSocket:
+		if !startup {
+			return invalid("%s.tcp_socket: a liveness probe must be http_get or grpc.", field)
 		}
-		if p.GetPeriodSeconds() > 240 || p.GetInitialDelaySeconds() > 240 || p.GetTimeoutSeconds() > 240 {
-			return invalid("%s.%s: initial_delay_seconds, timeout_seconds and period_seconds must be at most 240.", field, name)
-		}
-		if p.GetPeriodSeconds() != 0 && p.GetTimeoutSeconds() > p.GetPeriodSeconds() {
-			return invalid("%s.%s.timeout_seconds: must not exceed period_seconds.", field, name)
-		}
+		port = pt.TcpSocket.GetPort()
+	case *runpb.Probe_Grpc:
+		port = pt.Grpc.GetPort()
+	default:
+		return invalid("%s: exactly one of http_get, tcp_socket or grpc must be specified.", field)
+	}
+	if port < 0 || port > 65535 {
+		return invalid("%s: port %d must be between 1 and 65535.", field, port)
 	}
 	return nil
 }

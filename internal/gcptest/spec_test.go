@@ -31,6 +31,18 @@ func TestValidateService(t *testing.T) {
 			s.Template.Timeout = durationpb.New(time.Hour)
 			s.Labels = map[string]string{"managed-by": "deploy-mlflow"}
 		}, ""},
+		{"the action's gRPC startup probe", func(s *runpb.Service) {
+			s.Template.Containers[0].StartupProbe = &runpb.Probe{PeriodSeconds: 3, TimeoutSeconds: 2, FailureThreshold: 80,
+				ProbeType: &runpb.Probe_Grpc{Grpc: &runpb.GRPCAction{Port: 8080}}}
+		}, ""},
+		{"Cloud Run's default TCP startup probe", func(s *runpb.Service) {
+			s.Template.Containers[0].StartupProbe = &runpb.Probe{PeriodSeconds: 240, TimeoutSeconds: 240, FailureThreshold: 1,
+				ProbeType: &runpb.Probe_TcpSocket{TcpSocket: &runpb.TCPSocketAction{Port: 8080}}}
+		}, ""},
+		{"HTTP probes with defaults", func(s *runpb.Service) {
+			s.Template.Containers[0].StartupProbe = &runpb.Probe{ProbeType: &runpb.Probe_HttpGet{HttpGet: &runpb.HTTPGetAction{Path: "/health"}}}
+			s.Template.Containers[0].LivenessProbe = &runpb.Probe{PeriodSeconds: 600, ProbeType: &runpb.Probe_HttpGet{HttpGet: &runpb.HTTPGetAction{}}}
+		}, ""},
 		{"PORT in env", func(s *runpb.Service) { s.Template.Containers[0].Env = env("PORT") }, "reserved env names were provided: PORT"},
 		{"K_SERVICE in env", func(s *runpb.Service) { s.Template.Containers[0].Env = env("K_SERVICE") }, "K_SERVICE"},
 		{"no image", func(s *runpb.Service) { s.Template.Containers[0].Image = "" }, "image: field is required"},
@@ -61,6 +73,34 @@ func TestValidateService(t *testing.T) {
 		{"startup probe too long", func(s *runpb.Service) {
 			s.Template.Containers[0].StartupProbe = &runpb.Probe{PeriodSeconds: 300}
 		}, "at most 240"},
+		{"startup probe budget over 240 s", func(s *runpb.Service) {
+			s.Template.Containers[0].StartupProbe = &runpb.Probe{PeriodSeconds: 3, TimeoutSeconds: 2, FailureThreshold: 81,
+				ProbeType: &runpb.Probe_Grpc{Grpc: &runpb.GRPCAction{Port: 8080}}}
+		}, "within 240 s"},
+		{"startup probe budget with its initial delay", func(s *runpb.Service) {
+			s.Template.Containers[0].StartupProbe = &runpb.Probe{InitialDelaySeconds: 1, PeriodSeconds: 3, TimeoutSeconds: 2, FailureThreshold: 80,
+				ProbeType: &runpb.Probe_Grpc{Grpc: &runpb.GRPCAction{Port: 8080}}}
+		}, "within 240 s"},
+		{"probe timeout over its period", func(s *runpb.Service) {
+			s.Template.Containers[0].StartupProbe = &runpb.Probe{PeriodSeconds: 2, TimeoutSeconds: 3,
+				ProbeType: &runpb.Probe_Grpc{Grpc: &runpb.GRPCAction{}}}
+		}, "must not exceed period_seconds"},
+		{"probe timeout over the default period", func(s *runpb.Service) {
+			s.Template.Containers[0].StartupProbe = &runpb.Probe{TimeoutSeconds: 11,
+				ProbeType: &runpb.Probe_TcpSocket{TcpSocket: &runpb.TCPSocketAction{}}}
+		}, "must not exceed period_seconds"},
+		{"probe of no kind", func(s *runpb.Service) {
+			s.Template.Containers[0].StartupProbe = &runpb.Probe{PeriodSeconds: 3}
+		}, "exactly one of http_get, tcp_socket or grpc"},
+		{"probe port out of range", func(s *runpb.Service) {
+			s.Template.Containers[0].StartupProbe = &runpb.Probe{ProbeType: &runpb.Probe_Grpc{Grpc: &runpb.GRPCAction{Port: 70000}}}
+		}, "between 1 and 65535"},
+		{"negative threshold", func(s *runpb.Service) {
+			s.Template.Containers[0].StartupProbe = &runpb.Probe{FailureThreshold: -1, ProbeType: &runpb.Probe_Grpc{Grpc: &runpb.GRPCAction{}}}
+		}, "must not be negative"},
+		{"TCP liveness probe", func(s *runpb.Service) {
+			s.Template.Containers[0].LivenessProbe = &runpb.Probe{ProbeType: &runpb.Probe_TcpSocket{TcpSocket: &runpb.TCPSocketAction{}}}
+		}, "liveness probe must be http_get or grpc"},
 		{"traffic", func(s *runpb.Service) {
 			s.Traffic = []*runpb.TrafficTarget{{Type: runpb.TrafficTargetAllocationType_TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION, Percent: 100}}
 		}, "revision: required"},

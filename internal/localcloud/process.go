@@ -20,6 +20,9 @@ import (
 	"time"
 
 	"cloud.google.com/go/run/apiv2/runpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // revisionProc is a revision running as a process, reached through its reverse proxy.
@@ -35,31 +38,20 @@ type revisionProc struct {
 	once      sync.Once
 }
 
-// probe runs the startup probe as Cloud Run does: every period, up to the failure threshold.
+// probe runs the startup probe as Cloud Run does: every period, up to the failure threshold, of the kind
+// the spec names.
 func (p *revisionProc) probe(ctx context.Context, pr *runpb.Probe) error {
 	period, threshold, timeout := time.Duration(max(pr.GetPeriodSeconds(), 1))*time.Second, max(pr.GetFailureThreshold(), 1), time.Duration(max(pr.GetTimeoutSeconds(), 1))*time.Second
-	check := func() error {
-		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p.port), timeout)
-		if err != nil {
-			return err
-		}
-		conn.Close()
-		return nil
+	// The probe's port is the container port, which the process was told through $PORT.
+	check, closeCheck, err := probeCheck(pr, fmt.Sprintf("127.0.0.1:%d", p.port))
+	if err != nil {
+		return err
 	}
-	if get := pr.GetHttpGet(); get != nil {
-		client := &http.Client{Timeout: timeout}
-		u := fmt.Sprintf("http://127.0.0.1:%d%s", p.port, get.GetPath())
-		check = func() error {
-			resp, err := client.Get(u)
-			if err != nil {
-				return err
-			}
-			resp.Body.Close()
-			if resp.StatusCode < 200 || resp.StatusCode > 399 {
-				return fmt.Errorf("HTTP probe %s answered %s", get.GetPath(), resp.Status)
-			}
-			return nil
-		}
+	defer closeCheck()
+	try := func() error {
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		return check(cctx)
 	}
 	select {
 	case <-time.After(time.Duration(pr.GetInitialDelaySeconds()) * time.Second):
@@ -75,7 +67,7 @@ func (p *revisionProc) probe(ctx context.Context, pr *runpb.Probe) error {
 			return ctx.Err()
 		default:
 		}
-		if last = check(); last == nil {
+		if last = try(); last == nil {
 			return nil
 		}
 		select {
@@ -87,6 +79,66 @@ func (p *revisionProc) probe(ctx context.Context, pr *runpb.Probe) error {
 		}
 	}
 	return fmt.Errorf("no success in %d tries, %s apart: %v", threshold, period, last)
+}
+
+// probeCheck returns one try of probe pr against addr: a gRPC health Check over plaintext HTTP/2 that must
+// answer SERVING, an HTTP/1 GET that must answer 2xx or 3xx, or a TCP connection (also when pr names no
+// kind, like Cloud Run's default probe).
+func probeCheck(pr *runpb.Probe, addr string) (check func(context.Context) error, closeCheck func(), err error) {
+	switch {
+	case pr.GetGrpc() != nil:
+		service := pr.GetGrpc().GetService()
+		// A connection per try: a client kept across tries would wait out its reconnect backoff, which
+		// grows past the period, after the refusals of a container that has not opened its port yet.
+		return func(ctx context.Context) error {
+			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				return fmt.Errorf("gRPC probe: %w", err)
+			}
+			defer conn.Close()
+			resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+			if err != nil {
+				return fmt.Errorf("gRPC probe Check(%q): %w", service, err)
+			}
+			if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+				return fmt.Errorf("gRPC probe Check(%q) answered %v", service, resp.GetStatus())
+			}
+			return nil
+		}, func() {}, nil
+	case pr.GetHttpGet() != nil:
+		get := pr.GetHttpGet()
+		// Cloud Run's HTTP probe speaks HTTP/1.
+		transport := &http.Transport{Proxy: nil, DisableKeepAlives: true}
+		client := &http.Client{Transport: transport}
+		u := "http://" + addr + get.GetPath()
+		return func(ctx context.Context) error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+			if err != nil {
+				return err
+			}
+			for _, h := range get.GetHttpHeaders() {
+				req.Header.Add(h.GetName(), h.GetValue())
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode < 200 || resp.StatusCode > 399 {
+				return fmt.Errorf("HTTP probe %s answered %s", get.GetPath(), resp.Status)
+			}
+			return nil
+		}, transport.CloseIdleConnections, nil
+	default:
+		var d net.Dialer
+		return func(ctx context.Context) error {
+			conn, err := d.DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return fmt.Errorf("TCP probe: %w", err)
+			}
+			return conn.Close()
+		}, func() {}, nil
+	}
 }
 
 func (p *revisionProc) reverseProxy() *httputil.ReverseProxy {

@@ -39,7 +39,8 @@ const (
 )
 
 // HealthPath answers 200 only once MLflow answers its own /health; it needs no credentials. Cloud Run's
-// startup probe uses it.
+// startup probe uses the server's gRPC health service instead (the service speaks HTTP/2, and an HTTP
+// probe is documented for HTTP/1 only); this path is for people, load balancers and HTTP/1 setups.
 const HealthPath = "/health"
 
 // BinaryPath is where the server program lives in the deployed image; the image's Entrypoint.
