@@ -83,7 +83,9 @@ func WithRegistryBackend(h http.Handler) Option { return func(s *settings) { s.r
 
 // WithResourceManager makes Cloud Run count project-level grants in rm when it checks that a revision's
 // service account may read the secrets it references.
-func WithResourceManager(rm *ResourceManager) Option { return func(s *settings) { s.resourceManager = rm } }
+func WithResourceManager(rm *ResourceManager) Option {
+	return func(s *settings) { s.resourceManager = rm }
+}
 
 // WithDeniedPermissions makes every caller lack the given IAM permissions, as a deployer with narrow
 // roles does: a call that needs one is refused PERMISSION_DENIED in Google's words. The permissions the

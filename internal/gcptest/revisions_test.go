@@ -214,7 +214,9 @@ func TestRunSecretAccessCheck(t *testing.T) {
 			sm.GrantSecretRole("my-project", "other", compute, accessor)
 		}},
 		{name: "the grant is to the default account, the revision runs as another", account: dedicated, denied: dedicated,
-			grant: func(sm *SecretManager, _ *ResourceManager) { sm.GrantSecretRole("my-project", "db-url", compute, accessor) }},
+			grant: func(sm *SecretManager, _ *ResourceManager) {
+				sm.GrantSecretRole("my-project", "db-url", compute, accessor)
+			}},
 		{name: "dedicated account granted", account: dedicated, grant: func(sm *SecretManager, _ *ResourceManager) {
 			sm.GrantSecretRole("my-project", "db-url", "serviceAccount:"+dedicated, accessor)
 		}},
