@@ -76,6 +76,9 @@ func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outpu
 
 	gh.Group("Secrets")
 	numbers, err := checkSecrets(ctx, getenv, ts, cfg, gh)
+	if err == nil {
+		err = checkRuntimeAccess(ctx, getenv, ts, cfg, numbers, gh)
+	}
 	gh.EndGroup()
 	if err != nil {
 		return nil, err
@@ -219,7 +222,7 @@ func deploy(ctx context.Context, getenv func(string) string, ts oauth2.TokenSour
 	desired := cloudrun.Desired(cfg, digest.String())
 	res, err := d.Deploy(ctx, desired, cfg.WaitTimeout)
 	if err != nil {
-		return nil, err
+		return nil, cloudrun.ExplainSecretAccess(err, numbers)
 	}
 	if _, err := d.Invokers(ctx, desired.Name, cfg.AllowUnauthed); err != nil {
 		return nil, err
