@@ -77,6 +77,9 @@ func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outpu
 
 	gh.Group("Secrets")
 	resolved, err := checkSecrets(ctx, getenv, ts, cfg, gh)
+	if err == nil {
+		err = checkRuntimeAccess(ctx, getenv, ts, cfg, resolved.ProjectNumbers, gh)
+	}
 	gh.EndGroup()
 	if err != nil {
 		return nil, err
@@ -229,7 +232,7 @@ func deploy(ctx context.Context, getenv func(string) string, ts oauth2.TokenSour
 	}
 	res, err := d.Deploy(ctx, desired, cfg.WaitTimeout)
 	if err != nil {
-		return nil, cloudrun.ExplainPublicAccess(err, desired)
+		return nil, cloudrun.ExplainSecretAccess(cloudrun.ExplainPublicAccess(err, desired), numbers)
 	}
 	if public {
 		if _, err := d.Invokers(ctx, desired.Name, public); err != nil {

@@ -33,6 +33,11 @@ const (
 	project = gcptest.DefaultProjectID
 	sha1    = "1111111111111111111111111111111111111111"
 	sha2    = "2222222222222222222222222222222222222222"
+
+	// The account Cloud Run runs the service as when service_account is empty, and the role it needs.
+	defaultAccount = gcptest.DefaultProjectNumber + "-compute@developer.gserviceaccount.com"
+	runtimeMember  = "serviceAccount:" + defaultAccount
+	accessor       = "roles/secretmanager.secretAccessor"
 )
 
 var (
@@ -63,6 +68,7 @@ func builtServer(t *testing.T) string {
 type cloud struct {
 	tokens   *gcptest.TokenServer
 	secrets  *gcptest.SecretManager
+	projects *gcptest.ResourceManager
 	run      *gcptest.Run
 	registry *gcptest.ArtifactRegistry
 	env      map[string]string
@@ -79,8 +85,11 @@ func newCloud(t *testing.T, runOpts ...gcptest.Option) *cloud {
 		"mlflow_id": "admin", "mlflow_pass": "s3cret-Pa55",
 	} {
 		c.secrets.AddSecret(project, name, []byte(value))
+		// As a user would: the runtime account (the default one) may read each secret.
+		c.secrets.GrantSecretRole(project, name, runtimeMember, accessor)
 	}
-	c.run = gcptest.StartRun(t, c.tokens, append([]gcptest.Option{gcptest.WithSecretManager(c.secrets)}, runOpts...)...)
+	c.projects = gcptest.StartResourceManager(t, c.tokens, runOpts...)
+	c.run = gcptest.StartRun(t, c.tokens, append([]gcptest.Option{gcptest.WithSecretManager(c.secrets), gcptest.WithResourceManager(c.projects)}, runOpts...)...)
 
 	c.registry = gcptest.NewArtifactRegistry(c.tokens, registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	srv := httptest.NewServer(c.registry)
@@ -126,6 +135,7 @@ func newCloud(t *testing.T, runOpts ...gcptest.Option) *cloud {
 		gcp.CredentialsEnv:                   key,
 		gcp.RunEndpointEnv:                   c.run.Addr(),
 		gcp.SecretManagerEndpointEnv:         c.secrets.Addr(),
+		gcp.ResourceManagerEndpointEnv:       c.projects.Addr(),
 		ServerBinaryEnv:                      builtServer(t),
 	}
 	return c
@@ -212,6 +222,7 @@ func TestRunMovedSecretIsDeployed(t *testing.T) {
 		t.Fatalf("first deploy: %v\n%s", err, c.out)
 	}
 	c.secrets.AddSecret("other-project", "DB_url", []byte("postgresql+psycopg2://mlflow:pw@/mlflow?host=/cloudsql/p:r:other"))
+	c.secrets.GrantSecretRole("other-project", "DB_url", runtimeMember, accessor)
 	c.env["INPUT_BACKEND_STORE_SECRET"] = "projects/other-project/secrets/DB_url"
 	writes := c.run.Writes()
 	if _, err := c.action(ctx); err != nil {

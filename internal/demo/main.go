@@ -44,8 +44,8 @@ func run() error {
 		return err
 	}
 	defer c.Close()
-	fmt.Printf("  credentials  %s\n  registry     %s (base image %s)\n  Cloud Run    %s\n  Secret Mgr   %s\n",
-		c.KeyFile, c.Google.RegistryHost, c.BaseImage, c.Google.Run.Addr(), c.Google.SecretManager.Addr())
+	fmt.Printf("  credentials  %s\n  registry     %s (base image %s)\n  Cloud Run    %s\n  Secret Mgr   %s\n  Resource Mgr %s\n  runtime      %s (may read the secrets)\n",
+		c.KeyFile, c.Google.RegistryHost, c.BaseImage, c.Google.Run.Addr(), c.Google.SecretManager.Addr(), c.Google.Projects.Addr(), localcloud.RuntimeAccount)
 
 	step("Running the action as GitHub would (INPUT_*, GITHUB_OUTPUT, GITHUB_STEP_SUMMARY)")
 	env := c.ActionEnv(fmt.Sprintf("%040x", time.Now().Unix()), dir)

@@ -16,6 +16,7 @@ import (
 type Cloud struct {
 	Tokens        *TokenServer
 	SecretManager *SecretManager
+	Projects      *ResourceManager // project IAM policies, which Cloud Run's secret access check counts
 	Run           *Run
 	Registry      *ArtifactRegistry
 	RegistryHost  string // host:port of the Artifact Registry front
@@ -37,7 +38,10 @@ func NewCloud(opts ...Option) (c *Cloud, err error) {
 	if c.SecretManager, err = NewSecretManager(c.Tokens, opts...); err != nil {
 		return nil, err
 	}
-	if c.Run, err = NewRun(c.Tokens, append([]Option{WithSecretManager(c.SecretManager)}, opts...)...); err != nil {
+	if c.Projects, err = NewResourceManager(c.Tokens, opts...); err != nil {
+		return nil, err
+	}
+	if c.Run, err = NewRun(c.Tokens, append([]Option{WithSecretManager(c.SecretManager), WithResourceManager(c.Projects)}, opts...)...); err != nil {
 		return nil, err
 	}
 	backend := newSettings(opts).registry
@@ -69,6 +73,9 @@ func (c *Cloud) Close() {
 	}
 	if c.SecretManager != nil {
 		c.SecretManager.Close()
+	}
+	if c.Projects != nil {
+		c.Projects.Close()
 	}
 	if c.Tokens != nil {
 		c.Tokens.Close()

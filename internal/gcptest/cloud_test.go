@@ -24,6 +24,8 @@ func TestCloud(t *testing.T) {
 	c := Start(t)
 	ctx := waitCtx(t)
 	c.SecretManager.AddSecret(DefaultProjectID, "db-url", []byte("postgresql://"))
+	// A project-level grant to the default compute account, which Cloud Run checks through Projects.
+	c.Projects.GrantProjectRole(DefaultProjectID, "serviceAccount:"+DefaultProjectNumber+"-compute@developer.gserviceaccount.com", "roles/secretmanager.secretAccessor")
 	c.Registry.CreateRepository(DefaultProjectID, "mlflow")
 
 	file, err := c.Tokens.ExternalAccountFile(t.TempDir(), WorkloadIdentity{ServiceAccount: "deployer@" + DefaultProjectID + ".iam.gserviceaccount.com"})

@@ -20,6 +20,8 @@ type settings struct {
 	serviceURL       func(ServiceRef) string
 	domainRestricted bool
 	secrets          *SecretManager
+	resourceManager  *ResourceManager
+	denied           map[string]bool // IAM permissions every caller lacks (WithDeniedPermissions)
 
 	registry http.Handler
 }
@@ -101,3 +103,23 @@ func WithSecretManager(sm *SecretManager) Option { return func(s *settings) { s.
 // WithRegistryBackend sets the registry behind the Artifact Registry front of NewCloud and Start (default
 // go-containerregistry's in-memory registry), e.g. a reverse proxy to a real registry.
 func WithRegistryBackend(h http.Handler) Option { return func(s *settings) { s.registry = h } }
+
+// WithResourceManager makes Cloud Run count project-level grants in rm when it checks that a revision's
+// service account may read the secrets it references.
+func WithResourceManager(rm *ResourceManager) Option {
+	return func(s *settings) { s.resourceManager = rm }
+}
+
+// WithDeniedPermissions makes every caller lack the given IAM permissions, as a deployer with narrow
+// roles does: a call that needs one is refused PERMISSION_DENIED in Google's words. The permissions the
+// stand-ins check this way are secretmanager.secrets.getIamPolicy and resourcemanager.projects.getIamPolicy.
+func WithDeniedPermissions(permissions ...string) Option {
+	return func(s *settings) {
+		if s.denied == nil {
+			s.denied = map[string]bool{}
+		}
+		for _, p := range permissions {
+			s.denied[p] = true
+		}
+	}
+}

@@ -77,11 +77,11 @@ func (r *Run) startRevision(rs *runService, op *runOperation, id, principal stri
 	op.rev, op.runtimeDone = rev, false
 
 	svcView, revView := r.view(rs, rs.ref.ProjectID), proto.Clone(pb).(*runpb.Revision)
-	runtime, secrets := r.cfg.runtime, r.cfg.secrets
+	runtime, secrets, projects := r.cfg.runtime, r.cfg.secrets, r.cfg.resourceManager
 	r.bg.Add(1)
 	go func() {
 		defer r.bg.Done()
-		url, err := "", checkSecrets(secrets, rs.ref, revView)
+		url, err := "", checkSecrets(secrets, projects, rs.ref, revView)
 		if err == nil && runtime != nil {
 			url, err = runtime.Start(r.ctx, svcView, revView)
 		}
@@ -92,10 +92,26 @@ func (r *Run) startRevision(rs *runService, op *runOperation, id, principal stri
 	}()
 }
 
-// checkSecrets fails a revision whose secret references Secret Manager cannot serve, as Cloud Run does.
-func checkSecrets(sm *SecretManager, ref ServiceRef, rev *runpb.Revision) error {
+// checkSecrets fails a revision whose secret references Secret Manager cannot serve, or that its service
+// account may not read, as Cloud Run does. The account may read a secret when it holds a role with
+// secretmanager.versions.access on the secret, or on its project (when rm is known).
+func checkSecrets(sm *SecretManager, rm *ResourceManager, ref ServiceRef, rev *runpb.Revision) error {
 	if sm == nil {
 		return nil
+	}
+	account := rev.GetServiceAccount()
+	if account == "" {
+		account = ref.ProjectNumber + "-compute@developer.gserviceaccount.com"
+	}
+	check := func(secret, version string) error {
+		if err := sm.checkAccess(ref.ProjectNumber, secret, version); err != nil {
+			return err
+		}
+		granted, number := sm.secretGrantsAccess(ref.ProjectNumber, secret, "serviceAccount:"+account)
+		if granted || rm.projectGrantsAccess(number, "serviceAccount:"+account) {
+			return nil
+		}
+		return errNoSecretAccess
 	}
 	fail := func(field, secret, version string, err error) error {
 		name := secret
@@ -105,8 +121,16 @@ func checkSecrets(sm *SecretManager, ref ServiceRef, rev *runpb.Revision) error 
 		if version == "" {
 			version = "latest"
 		}
-		msg := field + ": Secret " + name + "/versions/" + version + " was not found"
-		if status.Code(err) != codes.NotFound {
+		var msg string
+		switch {
+		case err == errNoSecretAccess:
+			// Cloud Run's wording, as reported in its deploy errors, e.g.
+			// https://github.com/getsentry/eng-pipes/pull/893.
+			msg = field + ": Permission denied on secret: " + name + "/versions/" + version + " for Revision service account " + account +
+				". The service account used must be granted the 'Secret Manager Secret Accessor' role (roles/secretmanager.secretAccessor) at the secret, project or higher level."
+		case status.Code(err) == codes.NotFound:
+			msg = field + ": Secret " + name + "/versions/" + version + " was not found"
+		default:
 			msg = field + ": " + status.Convert(err).Message()
 		}
 		return &RevisionFailure{CommonReason: runpb.Condition_SECRETS_ACCESS_CHECK_FAILED, Message: msg}
@@ -114,7 +138,7 @@ func checkSecrets(sm *SecretManager, ref ServiceRef, rev *runpb.Revision) error 
 	for i, c := range rev.GetContainers() {
 		for j, e := range c.GetEnv() {
 			if sel := e.GetValueSource().GetSecretKeyRef(); sel != nil {
-				if err := sm.checkAccess(ref.ProjectNumber, sel.GetSecret(), sel.GetVersion()); err != nil {
+				if err := check(sel.GetSecret(), sel.GetVersion()); err != nil {
 					return fail(fmt.Sprintf("spec.template.spec.containers[%d].env[%d].value_from.secret_key_ref.name", i, j), sel.GetSecret(), sel.GetVersion(), err)
 				}
 			}
@@ -133,13 +157,16 @@ func checkSecrets(sm *SecretManager, ref ServiceRef, rev *runpb.Revision) error 
 			}
 		}
 		for _, ver := range versions {
-			if err := sm.checkAccess(ref.ProjectNumber, src.GetSecret(), ver); err != nil {
+			if err := check(src.GetSecret(), ver); err != nil {
 				return fail(fmt.Sprintf("spec.template.spec.volumes[%d].secret.secret_name", i), src.GetSecret(), ver, err)
 			}
 		}
 	}
 	return nil
 }
+
+// errNoSecretAccess is a secret that exists but that the revision's service account may not read.
+var errNoSecretAccess = errors.New("no secret access")
 
 // notReady is how Cloud Run reports a revision that failed: its operation fails with this, and so does
 // the service's Ready condition.

@@ -152,6 +152,7 @@ func TestRunSecretReferences(t *testing.T) {
 	tokens := StartTokenServer(t)
 	sm := StartSecretManager(t, tokens, WithProject("my-project", "111"))
 	sm.AddSecret("my-project", "db-url", []byte("postgresql://"))
+	sm.GrantSecretRole("my-project", "db-url", "serviceAccount:111-compute@developer.gserviceaccount.com", "roles/secretmanager.secretAccessor")
 	r := StartRun(t, tokens, WithProject("my-project", "111"), WithSecretManager(sm))
 	c, err := run.NewServicesClient(context.Background(), option.WithGRPCConn(dial(t, r.Addr(), serviceAccount(t, tokens))))
 	if err != nil {
@@ -175,5 +176,85 @@ func TestRunSecretReferences(t *testing.T) {
 	revs := r.Revisions("my-project", "us-central1", "mlflow")
 	if got := revs[len(revs)-1].Conditions[0].GetReason(); got != runpb.Condition_SECRETS_ACCESS_CHECK_FAILED {
 		t.Errorf("reason = %v, want SECRETS_ACCESS_CHECK_FAILED", got)
+	}
+}
+
+// TestRunSecretAccessCheck checks that a revision runs only if its service account (the template's, or
+// the default compute account) holds a role that can read each secret it references, on the secret or on
+// its project, and otherwise fails with Cloud Run's message.
+func TestRunSecretAccessCheck(t *testing.T) {
+	t.Parallel()
+	const (
+		compute   = "serviceAccount:111-compute@developer.gserviceaccount.com"
+		dedicated = "mlflow@my-project.iam.gserviceaccount.com"
+		accessor  = "roles/secretmanager.secretAccessor"
+	)
+	cases := []struct {
+		name    string
+		account string // the template's service account; empty for the default
+		grant   func(sm *SecretManager, rm *ResourceManager)
+		denied  string // the account named in the refusal; empty when the revision runs
+	}{
+		{name: "nobody granted anything", denied: "111-compute@developer.gserviceaccount.com",
+			grant: func(*SecretManager, *ResourceManager) {}},
+		{name: "accessor on the secret", grant: func(sm *SecretManager, _ *ResourceManager) {
+			sm.GrantSecretRole("my-project", "db-url", compute, accessor)
+		}},
+		{name: "accessor on the project", grant: func(_ *SecretManager, rm *ResourceManager) {
+			rm.GrantProjectRole("my-project", compute, accessor)
+		}},
+		{name: "owner of the project", grant: func(_ *SecretManager, rm *ResourceManager) {
+			rm.GrantProjectRole("111", compute, "roles/owner")
+		}},
+		{name: "editor cannot read secret payloads", denied: "111-compute@developer.gserviceaccount.com", grant: func(_ *SecretManager, rm *ResourceManager) {
+			rm.GrantProjectRole("my-project", compute, "roles/editor")
+		}},
+		{name: "accessor on another secret", denied: "111-compute@developer.gserviceaccount.com", grant: func(sm *SecretManager, _ *ResourceManager) {
+			sm.AddSecret("my-project", "other", []byte("x"))
+			sm.GrantSecretRole("my-project", "other", compute, accessor)
+		}},
+		{name: "the grant is to the default account, the revision runs as another", account: dedicated, denied: dedicated,
+			grant: func(sm *SecretManager, _ *ResourceManager) {
+				sm.GrantSecretRole("my-project", "db-url", compute, accessor)
+			}},
+		{name: "dedicated account granted", account: dedicated, grant: func(sm *SecretManager, _ *ResourceManager) {
+			sm.GrantSecretRole("my-project", "db-url", "serviceAccount:"+dedicated, accessor)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tokens := StartTokenServer(t)
+			opts := []Option{WithProject("my-project", "111")}
+			sm := StartSecretManager(t, tokens, opts...)
+			rm := StartResourceManager(t, tokens, opts...)
+			sm.AddSecret("my-project", "db-url", []byte("postgresql://"))
+			tc.grant(sm, rm)
+			r := StartRun(t, tokens, append(opts, WithSecretManager(sm), WithResourceManager(rm))...)
+			c, err := run.NewServicesClient(context.Background(), option.WithGRPCConn(dial(t, r.Addr(), serviceAccount(t, tokens))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			svc := mlflowService("img")
+			svc.Template.ServiceAccount = tc.account
+			svc.Template.Volumes = []*runpb.Volume{{Name: "db", VolumeType: &runpb.Volume_Secret{Secret: &runpb.SecretVolumeSource{Secret: "db-url"}}}}
+			svc.Template.Containers[0].VolumeMounts = []*runpb.VolumeMount{{Name: "db", MountPath: "/secrets"}}
+			_, err = create(t, c, svc)
+			if tc.denied == "" {
+				if err != nil {
+					t.Fatalf("the revision failed: %v", err)
+				}
+				return
+			}
+			want := "spec.template.spec.volumes[0].secret.secret_name: Permission denied on secret: projects/111/secrets/db-url/versions/latest for Revision service account " +
+				tc.denied + ". The service account used must be granted the 'Secret Manager Secret Accessor' role (roles/secretmanager.secretAccessor) at the secret, project or higher level."
+			if status.Code(err) != codes.FailedPrecondition || !strings.HasSuffix(status.Convert(err).Message(), "cannot serve traffic. "+want) {
+				t.Fatalf("got %v\nwant the refusal %q", err, want)
+			}
+			revs := r.Revisions("my-project", "us-central1", "mlflow")
+			if got := revs[len(revs)-1].Conditions[0]; got.GetReason() != runpb.Condition_SECRETS_ACCESS_CHECK_FAILED || got.GetMessage() != want {
+				t.Errorf("Ready condition = %v, want SECRETS_ACCESS_CHECK_FAILED with %q", got, want)
+			}
+		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"cloud.google.com/go/iam/apiv1/iampb"
 	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -36,6 +37,7 @@ type SecretManager struct {
 type storedSecret struct {
 	pb       *secretmanagerpb.Secret
 	versions []*storedVersion // versions[i] is version i+1
+	policy   *iampb.Policy    // nil until set: nobody holds a role on the secret itself
 }
 
 type storedVersion struct {

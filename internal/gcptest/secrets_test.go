@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"cloud.google.com/go/iam/apiv1/iampb"
 	secretmanager "cloud.google.com/go/secretmanager/apiv1"
 	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
 	"google.golang.org/api/option"
@@ -145,5 +146,54 @@ func TestSecretManagerNeedsCredentials(t *testing.T) {
 	}
 	if got := sm.Calls("AccessSecretVersion"); got != 0 {
 		t.Errorf("an unauthenticated call was counted: %d", got)
+	}
+}
+
+// TestSecretManagerIAMPolicy checks a secret's policy: empty until set, replaced whole with an etag for
+// read-modify-write, GrantSecretRole adding to it, and PERMISSION_DENIED for a caller without
+// secretmanager.secrets.getIamPolicy.
+func TestSecretManagerIAMPolicy(t *testing.T) {
+	t.Parallel()
+	sm, c := secretManagerClient(t)
+	ctx := context.Background()
+	sm.AddSecret("my-project", "db-url", []byte("x"))
+	const resource = "projects/my-project/secrets/db-url"
+	const member = "serviceAccount:mlflow@my-project.iam.gserviceaccount.com"
+
+	empty, err := c.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{Resource: resource})
+	if err != nil || len(empty.GetBindings()) != 0 {
+		t.Fatalf("a new secret's policy = %v, %v; want an empty policy: nobody holds a role on it", empty, err)
+	}
+	sm.GrantSecretRole("my-project", "db-url", member, "roles/secretmanager.secretAccessor")
+	read, err := c.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{Resource: "projects/111/secrets/db-url"})
+	if err != nil || len(read.GetBindings()) != 1 || read.Bindings[0].Members[0] != member {
+		t.Fatalf("after GrantSecretRole the policy is %v, %v", read, err)
+	}
+	read.Bindings[0].Members = append(read.Bindings[0].Members, "group:ml@example.com")
+	written, err := c.SetIamPolicy(ctx, &iampb.SetIamPolicyRequest{Resource: resource, Policy: read})
+	if err != nil || len(written.Bindings[0].Members) != 2 || string(written.Etag) == string(read.Etag) {
+		t.Fatalf("SetIamPolicy = %v, %v; want both members and a new etag", written, err)
+	}
+	if _, err := c.SetIamPolicy(ctx, &iampb.SetIamPolicyRequest{Resource: resource, Policy: read}); status.Code(err) != codes.Aborted {
+		t.Errorf("a write with the stale etag: %v, want ABORTED", err)
+	}
+	bad := &iampb.Policy{Bindings: []*iampb.Binding{{Role: "roles/run.invoker", Members: []string{member}}}}
+	if _, err := c.SetIamPolicy(ctx, &iampb.SetIamPolicyRequest{Resource: resource, Policy: bad}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("a Cloud Run role on a secret: %v, want INVALID_ARGUMENT", err)
+	}
+	if _, err := c.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{Resource: "projects/my-project/secrets/absent"}); status.Code(err) != codes.NotFound {
+		t.Errorf("the policy of a missing secret: %v, want NOT_FOUND", err)
+	}
+
+	tokens := StartTokenServer(t)
+	narrow := StartSecretManager(t, tokens, WithProject("my-project", "111"), WithDeniedPermissions("secretmanager.secrets.getIamPolicy"))
+	narrow.AddSecret("my-project", "db-url", []byte("x"))
+	nc, err := secretmanager.NewClient(ctx, option.WithGRPCConn(dial(t, narrow.Addr(), serviceAccount(t, tokens))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = nc.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{Resource: resource})
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "Permission 'secretmanager.secrets.getIamPolicy' denied for resource 'projects/my-project/secrets/db-url'") {
+		t.Errorf("a caller without getIamPolicy: %v, want PERMISSION_DENIED naming the permission", err)
 	}
 }

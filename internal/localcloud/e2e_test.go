@@ -50,6 +50,9 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, actionLog.String())
 	}
+	if !strings.Contains(actionLog.String(), RuntimeAccount+" may read every secret the service references") {
+		t.Errorf("the action did not check the runtime account's access to the secrets:\n%s", actionLog.String())
+	}
 	url := first["url"]
 	if !strings.HasPrefix(url, "http://127.0.0.1:") || first["service"] != "mlflow" || first["revision"] == "" ||
 		!strings.HasPrefix(first["image"], env["INPUT_IMAGE"]+"@sha256:") {

@@ -42,6 +42,8 @@ const (
 	Bucket     = "mlflow-artifacts"
 	Database   = "mlflow"
 	Username   = "mlflow"
+	// RuntimeAccount is the account the revisions run as: the project's Compute Engine default account.
+	RuntimeAccount = gcptest.DefaultProjectNumber + "-compute@developer.gserviceaccount.com"
 )
 
 // Cloud is a running local cloud. Close stops everything it started.
@@ -160,6 +162,9 @@ func (c *Cloud) start(ctx context.Context, logs io.Writer) (err error) {
 		"mlflow_pass": c.Password,
 	} {
 		c.Google.SecretManager.AddSecret(Project, secret, []byte(value))
+		// Nobody may read a new secret: grant the runtime account (the default one, as the action's
+		// service_account is empty) access, as `gcloud secrets add-iam-policy-binding` does.
+		c.Google.SecretManager.GrantSecretRole(Project, secret, "serviceAccount:"+RuntimeAccount, "roles/secretmanager.secretAccessor")
 	}
 	return nil
 }
@@ -195,6 +200,7 @@ func (c *Cloud) ActionEnv(sha, outDir string) map[string]string {
 		gcp.CredentialsEnv:                   c.KeyFile,
 		gcp.RunEndpointEnv:                   c.Google.Run.Addr(),
 		gcp.SecretManagerEndpointEnv:         c.Google.SecretManager.Addr(),
+		gcp.ResourceManagerEndpointEnv:       c.Google.Projects.Addr(),
 		action.ServerBinaryEnv:               c.ServerBinary,
 	}
 }
