@@ -18,7 +18,8 @@
 //
 // Where things are: cloud.go (the bundle) and options.go (every Option); tokens.go, oauth.go,
 // credentials.go and jwt.go (the token server, its endpoints and the credential files it writes);
-// auth.go (how every stand-in checks tokens); secrets.go (Secret Manager); run.go, services.go,
+// auth.go (how every stand-in checks tokens); secrets.go and secretpolicy.go (Secret Manager and its
+// secrets' IAM policies); projects.go (Resource Manager's project IAM policies); run.go, services.go,
 // revisions.go, reconcile.go, operations.go, iam.go, spec.go and runtime.go (Cloud Run: its resources,
 // how a service's status follows its revisions, the spec's validation and defaults, and the Runtime hook
 // that decides a revision's fate); registry.go (the Artifact Registry front); baseimage.go (the stand-in
