@@ -1,5 +1,6 @@
 # make demo: deploys MLflow to local stand-ins of Google Cloud and leaves it up until Ctrl-C.
-# make test: every test, with the real PostgreSQL, registry, MLflow and fake-gcs-server they need.
+# make test: go vet, staticcheck, then every test under the race detector, with the real PostgreSQL,
+# registry, MLflow and fake-gcs-server they need.
 # Both install what is missing first (Debian packages and a Python virtualenv; see internal/testenv/setup.sh).
 # make test-short: the inner loop, installing nothing: -short skips the tests that need PostgreSQL, the
 # registry or MLflow; the race detector and a shuffled order run on the rest.
@@ -19,10 +20,12 @@ demo:
 test:
 	@export DEPLOY_MLFLOW_VENV="$$(bash $(SETUP) | tail -n 1)" && \
 	$(GO) vet ./... && \
-	$(GO) test -count=1 -timeout 40m ./...
+	$(GO) tool staticcheck ./... && \
+	$(GO) test -race -count=1 -timeout 60m ./...
 
 test-short:
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
 	$(GO) test -short -race -shuffle=on -count=1 -timeout 15m ./...
 
 FUZZTIME ?= 30s

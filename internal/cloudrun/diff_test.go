@@ -137,7 +137,6 @@ func TestApplyKeepsWhatItDoesNotManage(t *testing.T) {
 // projects/ID/secrets/S. A secret moved to another project is a change.
 func TestChangesSecretReference(t *testing.T) {
 	t.Parallel()
-	const own = "projects/my-project/locations/us-central1/services/mlflow"
 	cases := []struct {
 		name            string
 		desired, live   string
