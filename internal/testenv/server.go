@@ -3,6 +3,7 @@ package testenv
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -83,8 +84,7 @@ func StartServer(bin string, env []string) (*Server, error) {
 		s.port = port
 		env = append(env, "PORT="+strconv.Itoa(port))
 	}
-	cmd := exec.Command(bin)
-	cmd.Env = append(base, env...)
+	env = append(base, env...)
 	// Plain pipes rather than cmd.StdoutPipe: exec.Cmd.Wait closes those as soon as the process exits,
 	// which would lose the last lines (often the one that says why) to the race with the readers.
 	var writeEnds []*os.File
@@ -100,8 +100,21 @@ func StartServer(bin string, env []string) (*Server, error) {
 			s.collect(r)
 		}()
 	}
-	cmd.Stdout, cmd.Stderr = writeEnds[0], writeEnds[1]
-	proc, err := startProcess(cmd)
+	var proc *process
+	var err error
+	for attempt := 1; ; attempt++ {
+		cmd := exec.Command(bin)
+		cmd.Env = env
+		cmd.Stdout, cmd.Stderr = writeEnds[0], writeEnds[1]
+		proc, err = startProcess(cmd)
+		// A program written just before it runs (a test's stand-in) is "text file busy" while a child
+		// that another goroutine forked meanwhile still holds the write descriptor; that ends at the
+		// child's exec, within moments.
+		if !errors.Is(err, syscall.ETXTBSY) || attempt == 100 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	for _, w := range writeEnds {
 		w.Close()
 	}
