@@ -30,7 +30,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	var logs bytes.Buffer
+	var logs syncBuffer
 	c, err := Start(ctx, t.TempDir(), &logs)
 	if err != nil {
 		t.Fatal(err)
