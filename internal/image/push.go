@@ -150,7 +150,8 @@ func (r *recorder) stats(m *v1.Manifest) PushStats {
 func retries() []remote.Option {
 	p := gcp.Retry
 	return []remote.Option{
-		remote.WithRetryBackoff(remote.Backoff{Duration: p.Initial, Factor: p.Multiplier, Jitter: 0.5, Steps: p.Attempts, Cap: p.Max}),
+		// No Cap: go-containerregistry stops retrying once the pause reaches it; Steps bounds the tries.
+		remote.WithRetryBackoff(remote.Backoff{Duration: p.Initial, Factor: p.Multiplier, Jitter: 0.5, Steps: p.Attempts}),
 		remote.WithRetryStatusCodes(gcp.RetryStatusCodes...),
 		remote.WithRetryPredicate(retryable),
 	}
