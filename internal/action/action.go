@@ -62,7 +62,8 @@ func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outpu
 	tag := target.(name.Tag)
 
 	gh.Group("Credentials")
-	ts, err := gcp.Credentials(ctx, getenv)
+	// The token endpoint is asked again after a 429, a 5xx or a dropped connection.
+	ts, err := gcp.Credentials(gcp.WithRetryingHTTP(ctx), getenv)
 	if err == nil {
 		ts = &maskedTokens{ts: ts, gh: gh}
 		_, err = ts.Token()
@@ -214,6 +215,7 @@ func deploy(ctx context.Context, getenv func(string) string, ts oauth2.TokenSour
 		return nil, fmt.Errorf("connecting to Cloud Run: %w", err)
 	}
 	defer services.Close()
+	services.CallOptions.GetService = append(services.CallOptions.GetService, gcp.NoClientRetry) // ClientOptions retries
 	revisions, err := run.NewRevisionsClient(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to Cloud Run: %w", err)

@@ -21,21 +21,23 @@ const (
 
 // ClientOptions are the options for a Google API client: the default endpoint over TLS, or endpoint.
 // An endpoint on a loopback address is reached over plaintext gRPC (an emulator on this machine); the
-// bearer token is still sent, so the emulator can check it. Any other endpoint keeps TLS.
+// bearer token is still sent, so the emulator can check it. Any other endpoint keeps TLS. Every call
+// on the connection is retried as Retry says (see RetryableGRPC).
 func ClientOptions(endpoint string, ts oauth2.TokenSource) ([]option.ClientOption, error) {
+	retry := grpc.WithChainUnaryInterceptor(retryUnary(Retry))
 	if endpoint == "" {
-		return []option.ClientOption{option.WithTokenSource(ts)}, nil
+		return []option.ClientOption{option.WithTokenSource(ts), option.WithGRPCDialOption(retry)}, nil
 	}
 	plain, err := plaintext(endpoint)
 	if err != nil {
 		return nil, err
 	}
 	if !plain {
-		return []option.ClientOption{option.WithEndpoint(endpoint), option.WithTokenSource(ts)}, nil
+		return []option.ClientOption{option.WithEndpoint(endpoint), option.WithTokenSource(ts), option.WithGRPCDialOption(retry)}, nil
 	}
 	conn, err := grpc.NewClient(endpoint,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithPerRPCCredentials(bearer{ts}))
+		grpc.WithPerRPCCredentials(bearer{ts}), retry)
 	if err != nil {
 		return nil, fmt.Errorf("endpoint %q: %w", endpoint, err)
 	}

@@ -32,6 +32,8 @@ type ArtifactRegistry struct {
 	grants  map[string]grant
 	counts  RegistryCounts
 	uploads map[string]int // blob digest -> completed uploads
+
+	httpFaults // FailHTTP, DropHTTP, FailedHTTP: injected before anything else, not counted
 }
 
 // RegistryCounts is what an ArtifactRegistry has seen since it was made or its counts were reset.
@@ -95,6 +97,9 @@ func (a *ArtifactRegistry) ResetCounts() {
 }
 
 func (a *ArtifactRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if a.faults.serve(w, r) {
+		return
+	}
 	a.count(func(c *RegistryCounts) { c.Requests++ })
 	if r.URL.Path == registryTokenPath {
 		a.serveToken(w, r)

@@ -2,7 +2,9 @@ package image
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -10,6 +12,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/deploy-mlflow/deploy-mlflow/internal/gcp"
 )
 
 // Push writes img under tag and returns the digest it is stored under. Blobs the registry already has are
@@ -33,7 +38,7 @@ func Push(ctx context.Context, img v1.Image, tag name.Tag, opts ...Option) (name
 
 	o := makeOptions(opts)
 	rec := &recorder{inner: o.transport, uploaded: map[string]bool{}}
-	ropts := o.remote(ctx, tag.Registry, rec)
+	ropts := append(o.remote(ctx, tag.Registry, rec), retries()...)
 	if o.progress != nil {
 		updates := make(chan v1.Update, 64)
 		done := make(chan struct{})
@@ -136,4 +141,29 @@ func (r *recorder) stats(m *v1.Manifest) PushStats {
 		}
 	}
 	return s
+}
+
+// retries are go-containerregistry's retry options set to gcp.Retry. Its transport then asks again after
+// a 429 or 5xx (the ping, the token exchange, HEADs, manifest reads); a blob upload or manifest PUT that
+// fails so, or whose connection drops mid-body, is done again whole: HEAD, POST, PATCH of the whole blob,
+// PUT (go-containerregistry's uploadOne and commitManifest). A 401, 403 or 404 is never tried again.
+func retries() []remote.Option {
+	p := gcp.Retry
+	return []remote.Option{
+		// No Cap: go-containerregistry stops retrying once the pause reaches it; Steps bounds the tries.
+		remote.WithRetryBackoff(remote.Backoff{Duration: p.Initial, Factor: p.Multiplier, Jitter: 0.5, Steps: p.Attempts}),
+		remote.WithRetryStatusCodes(gcp.RetryStatusCodes...),
+		remote.WithRetryPredicate(retryable),
+	}
+}
+
+// retryable is go-containerregistry's retry predicate: a registry error with a status RetryableStatus
+// accepts, or a connection that dropped. Its default also retries any error a registry calls temporary,
+// such as a 400 BLOB_UPLOAD_INVALID, which a new try does not fix.
+func retryable(err error) bool {
+	var terr *transport.Error
+	if errors.As(err, &terr) {
+		return gcp.RetryableStatus(terr.StatusCode)
+	}
+	return gcp.Dropped(err) || errors.Is(err, net.ErrClosed)
 }
