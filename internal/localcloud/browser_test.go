@@ -77,8 +77,9 @@ func TestBrowser(t *testing.T) {
 
 	// Log in: the first page load meets the server's 401 challenge, which the browser answers as a person
 	// typing into its prompt would.
-	ui.step("log in", "01-login.png", chromedp.Navigate(url+"/"))
-	ui.waitText("the experiments page after logging in", "Experiments")
+	// The list of experiments comes from MLflow's API, so seeing it means the UI's own requests got in too.
+	ui.step("log in", "01-login.png", chromedp.Navigate(url+"/#/experiments"))
+	ui.waitText("the experiments list after logging in", "Experiments", "Default", "Time created")
 	ui.screenshot("01-login.png")
 	if n := auth.answered(); n == 0 {
 		t.Fatal("the browser got in without a basic-auth challenge")
@@ -86,7 +87,10 @@ func TestBrowser(t *testing.T) {
 
 	// The run the client logged: its parameters and metrics, with the values MLflow holds.
 	ui.step("open the run", "02-run.png", chromedp.Navigate(fmt.Sprintf("%s/#/experiments/%s/runs/%s", url, run.experimentID, runID)))
-	ui.waitText("the run's metric and parameter", "mse", "r2", "fit_intercept", run.metricText("mse"))
+	ui.waitText("the run's metrics", "Metrics (2)", "mse", "r2", run.metricText("mse"))
+	ui.step("scroll to the metrics", "02-run.png",
+		chromedp.Evaluate[chromedp.Void](`document.evaluate('//*[starts-with(normalize-space(text()), "Metrics (")]', document, null,
+			XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue.scrollIntoView({block: "start"})`))
 	ui.screenshot("02-run.png")
 
 	// The model's files: MLflow 3 keeps a logged model apart from the run, under its own page.
@@ -127,11 +131,15 @@ func TestBrowser(t *testing.T) {
 	t.Cleanup(foreign.Close)
 	ui.step("load the page from another origin", "06-foreign-page.png", chromedp.Navigate(foreign.URL+"/"))
 	ui.waitText("the other page's request to finish", "request finished")
-	ui.screenshot("06-foreign-page.png")
 	r, ok := requests.find("POST", "/experiments/create", foreign.URL)
 	if !ok {
 		t.Fatalf("the page on %s sent no request to MLflow; requests seen: %v", foreign.URL, requests.all())
 	}
+	// The answer is opaque to the page; write what the browser saw into it for the screenshot.
+	seen := fmt.Sprintf("the test saw: POST %s from Origin %s, credentials sent: %v, answer: %d", r.url, r.origin, r.authorized, r.status)
+	ui.step("note the answer on the page", "06-foreign-page.png",
+		chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`document.body.insertAdjacentHTML("beforeend", "<p id=seen></p>"); document.getElementById("seen").textContent = %q`, seen)))
+	ui.screenshot("06-foreign-page.png")
 	if r.status != http.StatusForbidden {
 		t.Errorf("the write from %s got %d, want the server's 403 for a cross-origin write", foreign.URL, r.status)
 	}
