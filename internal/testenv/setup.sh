@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine, and nothing twice:
-# PostgreSQL and the CNCF distribution registry from Debian's packages, and a Python virtualenv
+# PostgreSQL, the CNCF distribution registry and Chromium (for the browser test) from Debian's packages, and a Python virtualenv
 # with MLflow (the version the action deploys by default), its PostgreSQL and GCS extras and scikit-learn.
 # Prints the virtualenv's path as its last line.
 set -euo pipefail
@@ -13,6 +13,7 @@ need=()
 command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 command -v docker-registry >/dev/null 2>&1 || [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+command -v chromium >/dev/null 2>&1 || [ -n "${DEPLOY_MLFLOW_CHROMIUM:-}" ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} from Debian's packages" >&2
   export DEBIAN_FRONTEND=noninteractive
