@@ -45,7 +45,7 @@ func TestBrowser(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	start := time.Now()
-	var logs bytes.Buffer
+	var logs syncBuffer
 	c, err := Start(ctx, t.TempDir(), &logs)
 	if err != nil {
 		t.Fatal(err)
