@@ -30,8 +30,9 @@ type SecretResolver func(ctx context.Context, project, secret, version string) (
 // Runtime runs Cloud Run revisions as processes on this machine, so that the Run stand-in does
 // what Cloud Run does with a revision: it pulls the deployed image by digest, takes the entrypoint
 // program out of the image's own layers (what runs is exactly what was pushed), resolves every
-// secretKeyRef, sets the env the spec declares plus PORT, K_SERVICE, K_REVISION and K_CONFIGURATION,
-// waits for the startup probe and only then routes the service's URL to it. Each service has a front
+// secretKeyRef, mounts secret volumes (volumes.go, namespace.go), sets the env the spec declares plus
+// PORT, K_SERVICE, K_REVISION and K_CONFIGURATION, waits for the startup probe and only then routes
+// the service's URL to it. Each service has a front
 // end on a fixed loopback port that enforces Cloud Run's request limit for HTTP/1 containers.
 //
 // Only Linux programs run: the image's other layers (MLflow itself) are not unpacked; the program
@@ -61,8 +62,9 @@ func (r *Runtime) Start(ctx context.Context, svc *runpb.Service, rev *runpb.Revi
 		return "", fmt.Errorf("the local runtime runs one container per revision, not %d", len(containers))
 	}
 	ctr := containers[0]
-	if len(rev.GetVolumes()) > 0 && !onlyCloudSQL(rev.GetVolumes()) {
-		return "", errors.New("the local runtime cannot mount secret volumes")
+	volumes, err := secretDirs(projectOf(svc), rev, ctr)
+	if err != nil {
+		return "", err
 	}
 	if len(ctr.GetCommand()) > 0 {
 		return "", errors.New("the local runtime runs the image's entrypoint; the spec's command override is not supported")
@@ -74,6 +76,10 @@ func (r *Runtime) Start(ctx context.Context, svc *runpb.Service, rev *runpb.Revi
 		return "", f
 	}
 	env, err := r.env(ctx, svc, rev, ctr)
+	if err != nil {
+		return "", err
+	}
+	filled, err := r.readSecretDirs(ctx, volumes)
 	if err != nil {
 		return "", err
 	}
@@ -100,10 +106,9 @@ func (r *Runtime) Start(ctx context.Context, svc *runpb.Service, rev *runpb.Revi
 	// A session of its own, so that stopping the revision reaches every process it started, as ending a
 	// container does; and it dies with this process.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
+	if err := p.start(filled); err != nil {
 		return "", fmt.Errorf("the container could not start: %w", err)
 	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
 
 	if err := p.probe(ctx, ctr.GetStartupProbe()); err != nil {
 		p.stop(5 * time.Second)
@@ -222,10 +227,7 @@ func extract(layer v1.Layer, file, dst string) (bool, error) {
 
 // env is the container's declared environment with secrets resolved, plus Cloud Run's own variables.
 func (r *Runtime) env(ctx context.Context, svc *runpb.Service, rev *runpb.Revision, ctr *runpb.Container) ([]string, error) {
-	project := ""
-	if p := strings.Split(svc.GetName(), "/"); len(p) > 1 {
-		project = p[1]
-	}
+	project := projectOf(svc)
 	out := []string{
 		"K_SERVICE=" + path.Base(svc.GetName()),
 		"K_REVISION=" + path.Base(rev.GetName()),
@@ -253,11 +255,10 @@ func (r *Runtime) env(ctx context.Context, svc *runpb.Service, rev *runpb.Revisi
 	return out, nil
 }
 
-func onlyCloudSQL(vs []*runpb.Volume) bool {
-	for _, v := range vs {
-		if v.GetCloudSqlInstance() == nil {
-			return false
-		}
+// projectOf is the project in the service's name, projects/PROJECT/locations/REGION/services/NAME.
+func projectOf(svc *runpb.Service) string {
+	if p := strings.Split(svc.GetName(), "/"); len(p) > 1 {
+		return p[1]
 	}
-	return true
+	return ""
 }
