@@ -126,7 +126,17 @@ func TestSecretVolumeMount(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("mount namespaces need root")
 	}
-	dir := filepath.Join(t.TempDir(), "secrets")
+	// The host's directory is on a shared mount, as / is under systemd: a volume mounted without
+	// making the revision's namespace private would show up here too.
+	base := t.TempDir()
+	if err := syscall.Mount(base, base, "", syscall.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(base, syscall.MNT_DETACH) })
+	if err := syscall.Mount("", base, "", syscall.MS_SHARED, ""); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(base, "secrets")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
