@@ -49,6 +49,7 @@ type Runtime struct {
 	// Remote are the options for pulling images (transport, auth).
 	Remote []remote.Option
 
+	logMu    sync.Mutex // serialises writes to Logs
 	mu       sync.Mutex
 	services map[string]*frontEnd     // by service name
 	procs    map[string]*revisionProc // by revision name
@@ -87,7 +88,7 @@ func (r *Runtime) Start(ctx context.Context, svc *runpb.Service, rev *runpb.Revi
 	if err != nil {
 		return "", err
 	}
-	p := &revisionProc{name: path.Base(rev.GetName()), port: port, done: make(chan struct{}), tail: newLineTail(40, r.Logs, path.Base(rev.GetName()))}
+	p := &revisionProc{name: path.Base(rev.GetName()), port: port, done: make(chan struct{}), tail: newLineTail(40, r.logWriter(), path.Base(rev.GetName()))}
 	for _, cp := range ctr.GetPorts() {
 		p.h2c = cp.GetName() == "h2c"
 	}
@@ -253,6 +254,25 @@ func (r *Runtime) env(ctx context.Context, svc *runpb.Service, rev *runpb.Revisi
 		out = append(out, e.GetName()+"="+string(value))
 	}
 	return out, nil
+}
+
+// logWriter is Logs with writes serialised: each revision writes its lines from goroutines of its own.
+func (r *Runtime) logWriter() io.Writer {
+	if r.Logs == nil {
+		return nil
+	}
+	return lockedWriter{mu: &r.logMu, w: r.Logs}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
 
 // projectOf is the project in the service's name, projects/PROJECT/locations/REGION/services/NAME.
