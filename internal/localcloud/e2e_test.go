@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -42,9 +43,19 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	// Every deploy also mounts a secret as a file, as a user's own key file would be.
+	const extraSecret, extraValue, extraPath = "some_secret", "extra value\n", "/secrets/extra.txt"
+	c.Google.SecretManager.AddSecret(Project, extraSecret, []byte(extraValue))
+	c.Google.SecretManager.GrantSecretRole(Project, extraSecret, "serviceAccount:"+RuntimeAccount, "roles/secretmanager.secretAccessor")
+	actionEnv := func(sha, outDir string) map[string]string {
+		env := c.ActionEnv(sha, outDir)
+		env["INPUT_SECRETS"] = extraPath + "=" + extraSecret
+		return env
+	}
+
 	// First deploy.
 	out := t.TempDir()
-	env := c.ActionEnv(commit1, out)
+	env := actionEnv(commit1, out)
 	var actionLog bytes.Buffer
 	first, err := c.RunAction(ctx, env, &actionLog)
 	if err != nil {
@@ -85,6 +96,10 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("the step summary does not say the service is public:\n%s", summary)
 	}
 
+	// The server's process finds the secret at the path the input names, as a read-only file of mode
+	// 0444, and the host does not.
+	checkSecretFile(t, c, first["revision"], extraPath, extraValue)
+
 	// A client logs the article's model to the URL output.
 	runID, err := c.LogModel(ctx, url, io.Discard)
 	if err != nil {
@@ -103,7 +118,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// The same commit again writes nothing.
 	registryWrites, runWrites := c.Google.Registry.Counts().Writes, c.Google.Run.Writes()
-	again, err := c.RunAction(ctx, c.ActionEnv(commit1, t.TempDir()), &actionLog)
+	again, err := c.RunAction(ctx, actionEnv(commit1, t.TempDir()), &actionLog)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, actionLog.String())
 	}
@@ -116,7 +131,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// A new commit rolls a new revision on the same URL, and the run logged before is still there.
-	second, err := c.RunAction(ctx, c.ActionEnv(commit2, t.TempDir()), &actionLog)
+	second, err := c.RunAction(ctx, actionEnv(commit2, t.TempDir()), &actionLog)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, actionLog.String())
 	}
@@ -141,7 +156,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// A bad secret name stops the action before anything is pushed or deployed.
-	bad := c.ActionEnv(commit1[:39]+"9", t.TempDir())
+	bad := actionEnv(commit1[:39]+"9", t.TempDir())
 	bad["INPUT_PASSWORD_SECRET"] = "mlflow_password"
 	registryWrites, runWrites = c.Google.Registry.Counts().Writes, c.Google.Run.Writes()
 	var badLog bytes.Buffer
@@ -165,7 +180,7 @@ func TestEndToEnd(t *testing.T) {
 	missingDB := strings.Replace(c.Postgres.URL("no_such_db"), "postgresql://", "postgresql+psycopg2://", 1)
 	c.Google.SecretManager.AddSecret(Project, "DB_url", []byte(missingDB))
 	var failLog bytes.Buffer
-	if _, err := c.RunAction(ctx, c.ActionEnv(commit3, t.TempDir()), &failLog); err == nil {
+	if _, err := c.RunAction(ctx, actionEnv(commit3, t.TempDir()), &failLog); err == nil {
 		t.Fatal("a revision whose database does not exist was reported ready")
 	}
 	if !strings.Contains(failLog.String(), "startup probe") || !strings.Contains(failLog.String(), "no_such_db") {
@@ -175,6 +190,31 @@ func TestEndToEnd(t *testing.T) {
 		t.Error("the failure shows the database password")
 	}
 	checkRun(t, c, url, runID)
+}
+
+// checkSecretFile checks that revision's process sees a file at path with value and mode 0444, through
+// /proc/PID/root, which resolves paths in the process's own mount namespace; and that the host does not.
+func checkSecretFile(t *testing.T, c *Cloud, revision, path, value string) {
+	t.Helper()
+	c.Runtime.mu.Lock()
+	p := c.Runtime.procs[revision]
+	c.Runtime.mu.Unlock()
+	if p == nil {
+		t.Fatalf("revision %s is not running", revision)
+	}
+	inside := fmt.Sprintf("/proc/%d/root%s", p.cmd.Process.Pid, path)
+	got, err := os.ReadFile(inside)
+	if err != nil || string(got) != value {
+		t.Errorf("the server's process reads %s as %q (%v), want %q", path, got, err, value)
+	}
+	if fi, err := os.Stat(inside); err != nil {
+		t.Error(err)
+	} else if fi.Mode().Perm() != 0o444 {
+		t.Errorf("%s in the server's process has mode %v, want 0444", path, fi.Mode().Perm())
+	}
+	if _, err := os.Stat(path); err == nil {
+		t.Errorf("%s is visible outside the revision's process", path)
+	}
 }
 
 // getRun reads a run through the server with the demo's credentials.

@@ -30,8 +30,9 @@ type SecretResolver func(ctx context.Context, project, secret, version string) (
 // Runtime runs Cloud Run revisions as processes on this machine, so that the Run stand-in does
 // what Cloud Run does with a revision: it pulls the deployed image by digest, takes the entrypoint
 // program out of the image's own layers (what runs is exactly what was pushed), resolves every
-// secretKeyRef, sets the env the spec declares plus PORT, K_SERVICE, K_REVISION and K_CONFIGURATION,
-// waits for the startup probe and only then routes the service's URL to it. Each service has a front
+// secretKeyRef, mounts secret volumes (volumes.go, namespace.go), sets the env the spec declares plus
+// PORT, K_SERVICE, K_REVISION and K_CONFIGURATION, waits for the startup probe and only then routes
+// the service's URL to it. Each service has a front
 // end on a fixed loopback port that enforces Cloud Run's request limit for HTTP/1 containers.
 //
 // Only Linux programs run: the image's other layers (MLflow itself) are not unpacked; the program
@@ -48,6 +49,7 @@ type Runtime struct {
 	// Remote are the options for pulling images (transport, auth).
 	Remote []remote.Option
 
+	logMu    sync.Mutex // serialises writes to Logs
 	mu       sync.Mutex
 	services map[string]*frontEnd     // by service name
 	procs    map[string]*revisionProc // by revision name
@@ -61,8 +63,9 @@ func (r *Runtime) Start(ctx context.Context, svc *runpb.Service, rev *runpb.Revi
 		return "", fmt.Errorf("the local runtime runs one container per revision, not %d", len(containers))
 	}
 	ctr := containers[0]
-	if len(rev.GetVolumes()) > 0 && !onlyCloudSQL(rev.GetVolumes()) {
-		return "", errors.New("the local runtime cannot mount secret volumes")
+	volumes, err := secretDirs(projectOf(svc), rev, ctr)
+	if err != nil {
+		return "", err
 	}
 	if len(ctr.GetCommand()) > 0 {
 		return "", errors.New("the local runtime runs the image's entrypoint; the spec's command override is not supported")
@@ -77,11 +80,15 @@ func (r *Runtime) Start(ctx context.Context, svc *runpb.Service, rev *runpb.Revi
 	if err != nil {
 		return "", err
 	}
+	filled, err := r.readSecretDirs(ctx, volumes)
+	if err != nil {
+		return "", err
+	}
 	port, err := testenv.FreePort()
 	if err != nil {
 		return "", err
 	}
-	p := &revisionProc{name: path.Base(rev.GetName()), port: port, done: make(chan struct{}), tail: newLineTail(40, r.Logs, path.Base(rev.GetName()))}
+	p := &revisionProc{name: path.Base(rev.GetName()), port: port, done: make(chan struct{}), tail: newLineTail(40, r.logWriter(), path.Base(rev.GetName()))}
 	for _, cp := range ctr.GetPorts() {
 		p.h2c = cp.GetName() == "h2c"
 	}
@@ -100,10 +107,9 @@ func (r *Runtime) Start(ctx context.Context, svc *runpb.Service, rev *runpb.Revi
 	// A session of its own, so that stopping the revision reaches every process it started, as ending a
 	// container does; and it dies with this process.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
+	if err := p.start(filled); err != nil {
 		return "", fmt.Errorf("the container could not start: %w", err)
 	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
 
 	if err := p.probe(ctx, ctr.GetStartupProbe()); err != nil {
 		p.stop(5 * time.Second)
@@ -222,10 +228,7 @@ func extract(layer v1.Layer, file, dst string) (bool, error) {
 
 // env is the container's declared environment with secrets resolved, plus Cloud Run's own variables.
 func (r *Runtime) env(ctx context.Context, svc *runpb.Service, rev *runpb.Revision, ctr *runpb.Container) ([]string, error) {
-	project := ""
-	if p := strings.Split(svc.GetName(), "/"); len(p) > 1 {
-		project = p[1]
-	}
+	project := projectOf(svc)
 	out := []string{
 		"K_SERVICE=" + path.Base(svc.GetName()),
 		"K_REVISION=" + path.Base(rev.GetName()),
@@ -253,11 +256,29 @@ func (r *Runtime) env(ctx context.Context, svc *runpb.Service, rev *runpb.Revisi
 	return out, nil
 }
 
-func onlyCloudSQL(vs []*runpb.Volume) bool {
-	for _, v := range vs {
-		if v.GetCloudSqlInstance() == nil {
-			return false
-		}
+// logWriter is Logs with writes serialised: each revision writes its lines from goroutines of its own.
+func (r *Runtime) logWriter() io.Writer {
+	if r.Logs == nil {
+		return nil
 	}
-	return true
+	return lockedWriter{mu: &r.logMu, w: r.Logs}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+// projectOf is the project in the service's name, projects/PROJECT/locations/REGION/services/NAME.
+func projectOf(svc *runpb.Service) string {
+	if p := strings.Split(svc.GetName(), "/"); len(p) > 1 {
+		return p[1]
+	}
+	return ""
 }
