@@ -62,6 +62,11 @@ func TestThrottleAttempts(t *testing.T) {
 			fail("a", 0), fail("a", 0), fail("a", 0), fail("a", 0),
 			{client: "a", ok: true}, fail("a", 0), fail("a", time.Minute),
 		}},
+		{"a client that goes on guessing after the window is blocked again", []step{
+			fail("a", 0), fail("a", 0), fail("a", 0), fail("a", 0), fail("a", 0),
+			{advance: time.Minute, client: "a"}, fail("a", 0), fail("a", 0), fail("a", 0), fail("a", 0),
+			{advance: time.Second, client: "a", want: time.Minute - time.Second},
+		}},
 		{"attempts while blocked are not counted", []step{
 			fail("a", 0), fail("a", 0), fail("a", 0), fail("a", 0), fail("a", 0),
 			{advance: 59 * time.Second, client: "a", want: time.Second},
