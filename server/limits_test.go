@@ -409,4 +409,3 @@ func TestHTTP2RapidReset(t *testing.T) {
 	c.Close()
 	settleGoroutines(t, baseline+5, "the rapid resets, once the handlers were released")
 }
-
