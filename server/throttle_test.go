@@ -265,3 +265,21 @@ func TestGuessingThroughHandler(t *testing.T) {
 		t.Errorf("a password reached the log:\n%s", out)
 	}
 }
+
+// FuzzClientKey checks that whatever a client writes in X-Forwarded-For before the last entry does not
+// change the key it is throttled under, and that a key is short (an address or a /64).
+func FuzzClientKey(f *testing.F) {
+	f.Fuzz(func(t *testing.T, forged, last string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = "10.0.0.1:5555"
+		r.Header.Set("X-Forwarded-For", last)
+		alone := clientKey(r)
+		r.Header.Set("X-Forwarded-For", forged+","+last)
+		if got := clientKey(r); got != alone && !strings.Contains(last, ",") {
+			t.Fatalf("X-Forwarded-For %q, %q: key %q, but %q alone gives %q", forged, last, got, last, alone)
+		}
+		if len(alone) > len("ffff:ffff:ffff:ffff::/64") {
+			t.Fatalf("key %q for X-Forwarded-For %q is longer than an address", alone, last)
+		}
+	})
+}
