@@ -37,8 +37,8 @@ func FuzzCrossOriginWrite(f *testing.F) {
 			}
 		}
 		// The UI's own writes: the browser sends the Origin of the name it reached the server under.
-		if h, err := url.Parse("https://" + host); err == nil && h.Host == host && h.Port() == "" && h.Hostname() != "" &&
-			!strings.EqualFold(fetchSite, "cross-site") && !strings.ContainsAny(host, "%") {
+		// (Only for host names of letters, digits, dots and hyphens: a malformed Host may be refused.)
+		if isDNSName(host) && !strings.EqualFold(fetchSite, "cross-site") {
 			if r := crossOriginWrite(method, host, []string{"https://" + host}, fetchSite); r != "" {
 				t.Fatalf("%s from its own origin https://%s refused: %s", method, host, r)
 			}
@@ -51,4 +51,16 @@ func hostName(host string) string {
 		return host[:i]
 	}
 	return host
+}
+
+func isDNSName(host string) bool {
+	if host == "" {
+		return false
+	}
+	for _, c := range host {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
