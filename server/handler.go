@@ -19,6 +19,8 @@ type handler struct {
 	mlflow atomic.Pointer[httputil.ReverseProxy]
 	// probe answers gRPC health checks; nil in tests that need none.
 	probe *grpcHealth
+	// guesses throttles clients that keep failing basic auth; nil for none.
+	guesses *throttle
 }
 
 func newHandler(auth *basicAuth) *handler {
@@ -43,8 +45,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.health(w)
 		return
 	}
-	if h.auth != nil && !h.auth.allowed(r.Header.Get("Authorization")) {
-		unauthorized(w)
+	if h.auth != nil && !h.authorized(w, r) {
 		return
 	}
 	if reason := crossOriginWrite(r.Method, r.Host, r.Header.Values("Origin"), r.Header.Get("Sec-Fetch-Site")); reason != "" {
@@ -58,6 +59,28 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	proxy.ServeHTTP(w, r)
+}
+
+// authorized checks the basic credentials and, when they are not accepted, answers. A request without
+// an Authorization header is not a guess (browsers send one only after the challenge) and is not counted;
+// one with credentials from a client that has failed too often gets 429, whatever it carries.
+func (h *handler) authorized(w http.ResponseWriter, r *http.Request) bool {
+	header := r.Header.Get("Authorization")
+	if header == "" {
+		unauthorized(w)
+		return false
+	}
+	ok := h.auth.allowed(header)
+	if h.guesses != nil {
+		if wait := h.guesses.attempt(clientKey(r), ok); wait > 0 {
+			tooManyGuesses(w, wait)
+			return false
+		}
+	}
+	if !ok {
+		unauthorized(w)
+	}
+	return ok
 }
 
 // isHealth reports whether r is for the health path, exactly as written: any other spelling (a trailing

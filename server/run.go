@@ -49,17 +49,14 @@ func run(ctx context.Context, e env, stdout io.Writer) error {
 		auth = newBasicAuth(cfg.username, cfg.password)
 	}
 	h := newHandler(auth)
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	// Cloud Run speaks HTTP/2 to the container without TLS (h2c, prior knowledge) when the port is named
-	// h2c; that lifts its 32 MiB limit on HTTP/1 request bodies.
-	protocols.SetUnencryptedHTTP2(true)
-	srv := &http.Server{
-		Handler:           log.requests(h),
-		Protocols:         &protocols,
-		ReadHeaderTimeout: 30 * time.Second,
-		ErrorLog:          log.stdLogger(),
+	if auth != nil {
+		h.guesses = newThrottle(guessLimit, guessWindow, guessClients)
+		h.guesses.onBlock = func(client string, failures int, until time.Time) {
+			log.warn("too many failed logins from "+client+": refusing its logins with 429 until the window has passed",
+				"event", "login-throttled", "client", client, "failures", failures, "until", until.UTC().Format(time.RFC3339))
+		}
 	}
+	srv := newHTTPServer(log.requests(h), defaultHTTPLimits, log.stdLogger())
 	// Listen before the slow steps, so the startup probe gets a clear 503 rather than a refused connection.
 	tcp, err := net.Listen("tcp", ":"+cfg.port)
 	if err != nil {

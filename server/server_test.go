@@ -85,9 +85,11 @@ func TestServer(t *testing.T) {
 			{"other scheme", "Bearer " + in.pass, http.StatusUnauthorized},
 			{"right credentials", "Basic " + base64.StdEncoding.EncodeToString([]byte(in.user+":"+in.pass)), http.StatusOK},
 		}
-		for _, tt := range tests {
+		for i, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				req, _ := http.NewRequest("GET", path, nil)
+				// Each case from its own address, so that the failures do not add up to a block.
+				req.Header.Set("X-Forwarded-For", fmt.Sprintf("203.0.113.%d", i+1))
 				if tt.authorization != "" {
 					req.Header.Set("Authorization", tt.authorization)
 				}
@@ -103,6 +105,36 @@ func TestServer(t *testing.T) {
 					t.Errorf("WWW-Authenticate = %q", resp.Header.Get("WWW-Authenticate"))
 				}
 			})
+		}
+		// A guesser is blocked after 5 failures, the right password included; others are not.
+		guess := func(from, userpass string) *http.Response {
+			req, _ := http.NewRequest("GET", path, nil)
+			req.Header.Set("X-Forwarded-For", "10.9.9.9, "+from)
+			req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(userpass)))
+			resp, err := httpClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp
+		}
+		for i := range guessLimit {
+			if resp := guess("198.51.100.77", fmt.Sprintf("%s:guess-%d", in.user, i)); resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("guess %d: %d, want 401", i+1, resp.StatusCode)
+			}
+		}
+		if resp := guess("198.51.100.77", in.user+":"+in.pass); resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("right password from the guesser: %d, Retry-After %q; want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+		if resp := guess("198.51.100.78", in.user+":"+in.pass); resp.StatusCode != http.StatusOK {
+			t.Errorf("right password from another address: %d, want 200", resp.StatusCode)
+		}
+		throttled := false
+		for _, e := range in.entries(t) {
+			throttled = throttled || (e["event"] == "login-throttled" && e["severity"] == "WARNING" && e["client"] == "198.51.100.77")
+		}
+		if !throttled {
+			t.Error(`no WARNING with "event":"login-throttled" for 198.51.100.77 in the log`)
 		}
 		// The health path needs no credentials.
 		resp, err := httpClient.Get(in.URL() + "/health")
