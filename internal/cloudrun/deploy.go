@@ -21,6 +21,9 @@ type Result struct {
 	Created  bool   // the service did not exist before
 	Updated  bool   // the service was written; false when nothing had changed
 	Changes  []string
+	// Previous is the short name of the revision that was ready before the deploy (the live service's
+	// latest ready revision); empty when the service was created.
+	Previous string
 }
 
 // RevisionError is a revision that did not become ready, with Cloud Run's reason.
@@ -76,12 +79,16 @@ func (d *Deployer) deployOnce(ctx context.Context, desired *runpb.Service, wait 
 	default:
 		return nil, explain(err, desired.Name, "read")
 	}
+	previous := ""
+	if live.LatestReadyRevision != "" {
+		previous = path.Base(live.LatestReadyRevision)
+	}
 	changes := Changes(live, desired, d.ProjectNumbers)
 	next := Apply(live, desired)
 	switch {
 	case len(changes) == 0 && serving(live):
 		d.logf("service %s is already up to date: nothing to write", path.Base(desired.Name))
-		return d.ready(ctx, live, &Result{})
+		return d.ready(ctx, live, &Result{Previous: previous})
 	case len(changes) == 0:
 		// The spec is already what was asked, but its revision failed (a re-run after fixing what made it
 		// fail: a permission, the database). An identical template makes no new revision, so mark it.
@@ -100,7 +107,7 @@ func (d *Deployer) deployOnce(ctx context.Context, desired *runpb.Service, wait 
 	if err != nil {
 		return nil, err
 	}
-	return d.ready(ctx, svc, &Result{Updated: true, Changes: changes})
+	return d.ready(ctx, svc, &Result{Updated: true, Changes: changes, Previous: previous})
 }
 
 func (d *Deployer) create(ctx context.Context, desired *runpb.Service, wait time.Duration) (*Result, error) {
