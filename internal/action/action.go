@@ -81,6 +81,10 @@ func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outpu
 		return nil, err
 	}
 
+	if cfg.RemoveTag != "" {
+		return removeTag(ctx, getenv, ts, cfg, gh)
+	}
+
 	gh.Group("Secrets")
 	resolved, err := checkSecrets(ctx, getenv, ts, cfg, gh)
 	if err == nil {
@@ -106,7 +110,7 @@ func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outpu
 		return nil, err
 	}
 
-	o := &Outputs{URL: res.Service.Uri, Revision: res.Revision, Image: digest.String(), Service: cfg.Service,
+	o := &Outputs{URL: serviceURL(res), Revision: res.Revision, Image: digest.String(), Service: cfg.Service,
 		PreviousRevision: res.Previous, Changed: pushed || res.Updated || wrotePolicy}
 	writeOutputs(gh, getenv, o)
 	writeSummary(gh, getenv, cfg, o, res)
@@ -213,23 +217,12 @@ func buildAndPush(ctx context.Context, cfg *config.Config, binary string, tag na
 
 func deploy(ctx context.Context, getenv func(string) string, ts oauth2.TokenSource, cfg *config.Config, digest name.Digest,
 	numbers cloudrun.ProjectNumbers, gh *githubactions.Action) (*cloudrun.Result, bool, error) {
-	opts, err := gcp.ClientOptions(getenv(gcp.RunEndpointEnv), ts)
+	d, closeClients, err := newDeployer(ctx, getenv, ts, numbers, gh)
 	if err != nil {
-		return nil, false, fmt.Errorf("%s: %w", gcp.RunEndpointEnv, err)
+		return nil, false, err
 	}
-	services, err := run.NewServicesClient(ctx, opts...)
-	if err != nil {
-		return nil, false, fmt.Errorf("connecting to Cloud Run: %w", err)
-	}
-	defer services.Close()
-	services.CallOptions.GetService = append(services.CallOptions.GetService, gcp.NoClientRetry) // ClientOptions retries
-	revisions, err := run.NewRevisionsClient(ctx, opts...)
-	if err != nil {
-		return nil, false, fmt.Errorf("connecting to Cloud Run: %w", err)
-	}
-	defer revisions.Close()
-
-	d := &cloudrun.Deployer{Services: services, Revisions: revisions, ProjectNumbers: numbers, Logf: gh.Infof}
+	defer closeClients()
+	d.Routing = cloudrun.Routing{NoTraffic: cfg.NoTraffic, Tag: cfg.Tag}
 	desired := cloudrun.Desired(cfg, digest.String())
 	public := desired.InvokerIamDisabled
 	// An allUsers binding an earlier version granted goes before a private revision serves (with auth: iam
@@ -249,9 +242,45 @@ func deploy(ctx context.Context, getenv func(string) string, ts oauth2.TokenSour
 			return nil, false, err
 		}
 	}
-	gh.Infof("revision %s serves %s", res.Revision, res.Service.Uri)
+	if res.TagURL != "" {
+		gh.Infof("revision %s is tagged %s at %s", res.Revision, cfg.Tag, res.TagURL)
+	}
+	if cfg.NoTraffic && !res.Created {
+		gh.Infof("revision %s takes no traffic: %s serves as before", res.Revision, res.Service.Uri)
+	} else {
+		gh.Infof("revision %s serves %s", res.Revision, res.Service.Uri)
+	}
 	gh.Infof("%s is %s", cfg.Service, reachability(res.Service))
 	return res, wrotePolicy, nil
+}
+
+// newDeployer connects to Cloud Run; closeClients closes the connections.
+func newDeployer(ctx context.Context, getenv func(string) string, ts oauth2.TokenSource, numbers cloudrun.ProjectNumbers,
+	gh *githubactions.Action) (d *cloudrun.Deployer, closeClients func(), err error) {
+	opts, err := gcp.ClientOptions(getenv(gcp.RunEndpointEnv), ts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", gcp.RunEndpointEnv, err)
+	}
+	services, err := run.NewServicesClient(ctx, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connecting to Cloud Run: %w", err)
+	}
+	services.CallOptions.GetService = append(services.CallOptions.GetService, gcp.NoClientRetry) // ClientOptions retries
+	revisions, err := run.NewRevisionsClient(ctx, opts...)
+	if err != nil {
+		services.Close()
+		return nil, nil, fmt.Errorf("connecting to Cloud Run: %w", err)
+	}
+	closeClients = func() { services.Close(); revisions.Close() }
+	return &cloudrun.Deployer{Services: services, Revisions: revisions, ProjectNumbers: numbers, Logf: gh.Infof}, closeClients, nil
+}
+
+// serviceURL is the URL the deploy asked for: the tag's, when it tagged the revision, else the service's.
+func serviceURL(res *cloudrun.Result) string {
+	if res.TagURL != "" {
+		return res.TagURL
+	}
+	return res.Service.GetUri()
 }
 
 // reachability says who can reach the service, as Cloud Run reports it.
