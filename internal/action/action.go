@@ -95,6 +95,10 @@ func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outpu
 		return nil, err
 	}
 
+	if cfg.DryRun {
+		return plan(ctx, getenv, ts, cfg, binary, tag, resolved, gh)
+	}
+
 	gh.Group("Image")
 	digest, pushed, err := buildAndPush(ctx, cfg, binary, tag, ts, gh)
 	gh.EndGroup()

@@ -1,12 +1,15 @@
 package cloudrun
 
 import (
+	"context"
 	"fmt"
 	"path"
 	"slices"
 	"strings"
 
 	"cloud.google.com/go/run/apiv2/runpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Plan says, one line per field, how the live service differs from the desired one, with both values:
@@ -135,4 +138,17 @@ func envText(names secretNames, v *runpb.EnvVar) string {
 		return fmt.Sprintf("secret %s version %s", secret, ref.GetVersion())
 	}
 	return fmt.Sprintf("%q", v.GetValue())
+}
+
+// PlanDeploy reads the live service and says what Deploy would change, writing nothing; live is nil
+// when the service does not exist.
+func (d *Deployer) PlanDeploy(ctx context.Context, desired *runpb.Service) (lines []string, live *runpb.Service, err error) {
+	live, err = d.Services.GetService(ctx, &runpb.GetServiceRequest{Name: desired.Name})
+	switch status.Code(err) {
+	case codes.OK:
+		return Plan(live, withTraffic(desired, Traffic(live, d.Routing)), d.ProjectNumbers), live, nil
+	case codes.NotFound:
+		return Plan(nil, desired, d.ProjectNumbers), nil, nil
+	}
+	return nil, nil, explain(err, desired.Name, "read")
 }

@@ -49,6 +49,8 @@ type Config struct {
 	Tag string
 	// RemoveTag is a traffic tag to remove; with it the action removes the tag and deploys nothing.
 	RemoveTag string
+	// DryRun checks everything and reports what a deploy would change, writing nothing anywhere.
+	DryRun bool
 
 	// Commit is GITHUB_SHA: the image tag, its revision label and the service's commit-sha label.
 	Commit string

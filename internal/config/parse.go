@@ -32,6 +32,7 @@ func Parse(getenv func(string) string) (*Config, error) {
 	p.timeouts()
 	p.labels()
 	p.traffic()
+	p.plan()
 	p.github()
 	if len(p.errs) > 0 {
 		return nil, errors.Join(p.errs...)

@@ -56,3 +56,17 @@ func TestParseTraffic(t *testing.T) {
 		})
 	}
 }
+
+func TestParseDryRun(t *testing.T) {
+	t.Parallel()
+	env := validEnv()
+	env["INPUT_DRY_RUN"] = "true"
+	if c, err := parse(env); err != nil || !c.DryRun {
+		t.Errorf("dry_run: true gave %+v, %v", c, err)
+	}
+	env["INPUT_REMOVE_TAG"] = "pr-1"
+	var ie *InputError
+	if _, err := parse(env); !errors.As(err, &ie) || ie.Input != "dry_run" {
+		t.Errorf("dry_run with remove_tag: want an error naming dry_run, got %v", err)
+	}
+}
