@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +40,10 @@ type Outputs struct {
 	Revision string // the ready revision
 	Image    string // the deployed image, REPOSITORY@sha256:...
 	Service  string // the service's name
+	// PreviousRevision is the revision that was ready before the deploy; empty when it created the service.
+	PreviousRevision string
+	// Changed is true when the deploy wrote anything: an image to the registry, the service, its IAM policy.
+	Changed bool
 }
 
 // Run does the whole deploy: inputs, credentials, secrets, image, push, Cloud Run, outputs. getenv is
@@ -76,6 +81,10 @@ func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outpu
 		return nil, err
 	}
 
+	if cfg.RemoveTag != "" {
+		return removeTag(ctx, getenv, ts, cfg, gh)
+	}
+
 	gh.Group("Secrets")
 	resolved, err := checkSecrets(ctx, getenv, ts, cfg, gh)
 	if err == nil {
@@ -86,8 +95,12 @@ func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outpu
 		return nil, err
 	}
 
+	if cfg.DryRun {
+		return plan(ctx, getenv, ts, cfg, binary, tag, resolved, gh)
+	}
+
 	gh.Group("Image")
-	digest, err := buildAndPush(ctx, cfg, binary, tag, ts, gh)
+	digest, pushed, err := buildAndPush(ctx, cfg, binary, tag, ts, gh)
 	gh.EndGroup()
 	if err != nil {
 		return nil, err
@@ -95,13 +108,14 @@ func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outpu
 
 	gh.Group("Cloud Run")
 	// The service references the secret versions as resolved (pinned unless secret_versions: latest).
-	res, err := deploy(ctx, getenv, ts, resolved.Apply(cfg), digest, resolved.ProjectNumbers, gh)
+	res, wrotePolicy, err := deploy(ctx, getenv, ts, resolved.Apply(cfg), digest, resolved.ProjectNumbers, gh)
 	gh.EndGroup()
 	if err != nil {
 		return nil, err
 	}
 
-	o := &Outputs{URL: res.Service.Uri, Revision: res.Revision, Image: digest.String(), Service: cfg.Service}
+	o := &Outputs{URL: serviceURL(res), Revision: res.Revision, Image: digest.String(), Service: cfg.Service,
+		PreviousRevision: res.Previous, Changed: pushed || res.Updated || wrotePolicy}
 	writeOutputs(gh, getenv, o)
 	writeSummary(gh, getenv, cfg, o, res)
 	writeSecretsSummary(gh, getenv, cfg, resolved)
@@ -183,67 +197,94 @@ func checkSecrets(ctx context.Context, getenv func(string) string, ts oauth2.Tok
 	return resolved, nil
 }
 
-func buildAndPush(ctx context.Context, cfg *config.Config, binary string, tag name.Tag, ts oauth2.TokenSource, gh *githubactions.Action) (name.Digest, error) {
+// buildAndPush builds the image and pushes it; it reports whether the push wrote anything.
+func buildAndPush(ctx context.Context, cfg *config.Config, binary string, tag name.Tag, ts oauth2.TokenSource, gh *githubactions.Action) (name.Digest, bool, error) {
 	// Artifact Registry takes the access token as the password of user _token.
 	auth := image.WithAuth(tag.Registry, google.NewTokenSourceAuthenticator(ts))
 	gh.Infof("base image %s", cfg.BaseImage)
 	base, err := image.Base(ctx, cfg.BaseImage, auth)
 	if err != nil {
-		return name.Digest{}, err
+		return name.Digest{}, false, err
 	}
 	img, err := image.Build(base, binary, image.Options{Source: cfg.Source, Revision: cfg.Commit})
 	if err != nil {
-		return name.Digest{}, fmt.Errorf("building the image: %w", err)
+		return name.Digest{}, false, fmt.Errorf("building the image: %w", err)
 	}
 	start := time.Now()
 	digest, stats, err := image.Push(ctx, img, tag, auth, image.WithProgress(progress(gh, 10*time.Second)))
 	if err != nil {
-		return name.Digest{}, err
+		return name.Digest{}, false, err
 	}
 	gh.Infof("pushed %s in %s: %s", digest, time.Since(start).Round(time.Millisecond), stats)
-	return digest, nil
+	return digest, !stats.Unchanged, nil
 }
 
 func deploy(ctx context.Context, getenv func(string) string, ts oauth2.TokenSource, cfg *config.Config, digest name.Digest,
-	numbers cloudrun.ProjectNumbers, gh *githubactions.Action) (*cloudrun.Result, error) {
-	opts, err := gcp.ClientOptions(getenv(gcp.RunEndpointEnv), ts)
+	numbers cloudrun.ProjectNumbers, gh *githubactions.Action) (*cloudrun.Result, bool, error) {
+	d, closeClients, err := newDeployer(ctx, getenv, ts, numbers, gh)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", gcp.RunEndpointEnv, err)
+		return nil, false, err
 	}
-	services, err := run.NewServicesClient(ctx, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("connecting to Cloud Run: %w", err)
-	}
-	defer services.Close()
-	services.CallOptions.GetService = append(services.CallOptions.GetService, gcp.NoClientRetry) // ClientOptions retries
-	revisions, err := run.NewRevisionsClient(ctx, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("connecting to Cloud Run: %w", err)
-	}
-	defer revisions.Close()
-
-	d := &cloudrun.Deployer{Services: services, Revisions: revisions, ProjectNumbers: numbers, Logf: gh.Infof}
+	defer closeClients()
+	d.Routing = cloudrun.Routing{NoTraffic: cfg.NoTraffic, Tag: cfg.Tag}
 	desired := cloudrun.Desired(cfg, digest.String())
 	public := desired.InvokerIamDisabled
 	// An allUsers binding an earlier version granted goes before a private revision serves (with auth: iam
 	// nothing else guards it), but after a public one, which is then public through invoker_iam_disabled.
+	wrotePolicy := false
 	if !public {
-		if _, err := d.Invokers(ctx, desired.Name, public); err != nil {
-			return nil, err
+		if wrotePolicy, err = d.Invokers(ctx, desired.Name, public); err != nil {
+			return nil, false, err
 		}
 	}
 	res, err := d.Deploy(ctx, desired, cfg.WaitTimeout)
 	if err != nil {
-		return nil, cloudrun.ExplainSecretAccess(cloudrun.ExplainPublicAccess(err, desired), numbers)
+		return nil, false, cloudrun.ExplainSecretAccess(cloudrun.ExplainPublicAccess(err, desired), numbers)
 	}
 	if public {
-		if _, err := d.Invokers(ctx, desired.Name, public); err != nil {
-			return nil, err
+		if wrotePolicy, err = d.Invokers(ctx, desired.Name, public); err != nil {
+			return nil, false, err
 		}
 	}
-	gh.Infof("revision %s serves %s", res.Revision, res.Service.Uri)
+	if res.TagURL != "" {
+		gh.Infof("revision %s is tagged %s at %s", res.Revision, cfg.Tag, res.TagURL)
+	}
+	if cfg.NoTraffic && !res.Created {
+		gh.Infof("revision %s takes no traffic: %s serves as before", res.Revision, res.Service.Uri)
+	} else {
+		gh.Infof("revision %s serves %s", res.Revision, res.Service.Uri)
+	}
 	gh.Infof("%s is %s", cfg.Service, reachability(res.Service))
-	return res, nil
+	return res, wrotePolicy, nil
+}
+
+// newDeployer connects to Cloud Run; closeClients closes the connections.
+func newDeployer(ctx context.Context, getenv func(string) string, ts oauth2.TokenSource, numbers cloudrun.ProjectNumbers,
+	gh *githubactions.Action) (d *cloudrun.Deployer, closeClients func(), err error) {
+	opts, err := gcp.ClientOptions(getenv(gcp.RunEndpointEnv), ts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", gcp.RunEndpointEnv, err)
+	}
+	services, err := run.NewServicesClient(ctx, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connecting to Cloud Run: %w", err)
+	}
+	services.CallOptions.GetService = append(services.CallOptions.GetService, gcp.NoClientRetry) // ClientOptions retries
+	revisions, err := run.NewRevisionsClient(ctx, opts...)
+	if err != nil {
+		services.Close()
+		return nil, nil, fmt.Errorf("connecting to Cloud Run: %w", err)
+	}
+	closeClients = func() { services.Close(); revisions.Close() }
+	return &cloudrun.Deployer{Services: services, Revisions: revisions, ProjectNumbers: numbers, Logf: gh.Infof}, closeClients, nil
+}
+
+// serviceURL is the URL the deploy asked for: the tag's, when it tagged the revision, else the service's.
+func serviceURL(res *cloudrun.Result) string {
+	if res.TagURL != "" {
+		return res.TagURL
+	}
+	return res.Service.GetUri()
 }
 
 // reachability says who can reach the service, as Cloud Run reports it.
@@ -255,7 +296,8 @@ func reachability(svc *runpb.Service) string {
 }
 
 func writeOutputs(gh *githubactions.Action, getenv func(string) string, o *Outputs) {
-	values := [][2]string{{"url", o.URL}, {"revision", o.Revision}, {"image", o.Image}, {"service", o.Service}}
+	values := [][2]string{{"url", o.URL}, {"revision", o.Revision}, {"image", o.Image}, {"service", o.Service},
+		{"previous_revision", o.PreviousRevision}, {"changed", strconv.FormatBool(o.Changed)}}
 	for _, kv := range values {
 		if getenv("GITHUB_OUTPUT") == "" {
 			// Outside GitHub Actions there is no output file; say the values instead.
@@ -283,6 +325,9 @@ func writeSummary(gh *githubactions.Action, getenv func(string) string, cfg *con
 	b.WriteString("| | |\n|---|---|\n")
 	fmt.Fprintf(&b, "| url | %s |\n", o.URL)
 	fmt.Fprintf(&b, "| revision | `%s` |\n", o.Revision)
+	if o.PreviousRevision != "" {
+		fmt.Fprintf(&b, "| previous revision | `%s` |\n", o.PreviousRevision)
+	}
 	fmt.Fprintf(&b, "| image | `%s` |\n", o.Image)
 	fmt.Fprintf(&b, "| service | [%s](%s) |\n", o.Service, cloudrun.ConsoleURL(name))
 	fmt.Fprintf(&b, "| logs | [Cloud Logging](%s) |\n", cloudrun.LogsURL(name))

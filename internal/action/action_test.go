@@ -180,8 +180,17 @@ func TestRunCreatesUpdatesAndRerunsWithoutWriting(t *testing.T) {
 	if err != nil {
 		t.Fatalf("re-run: %v\n%s", err, c.out)
 	}
-	if *again != *first {
-		t.Errorf("re-run outputs %+v differ from %+v", again, first)
+	if first.PreviousRevision != "" || !first.Changed {
+		t.Errorf("create: previous_revision %q, changed %v; want empty and true", first.PreviousRevision, first.Changed)
+	}
+	// A re-run changes nothing: the revision that served before is the one serving now.
+	if want := (Outputs{URL: first.URL, Revision: first.Revision, Image: first.Image, Service: first.Service,
+		PreviousRevision: first.Revision, Changed: false}); *again != want {
+		t.Errorf("re-run outputs %+v, want %+v", again, want)
+	}
+	if out, _ := os.ReadFile(c.env["GITHUB_OUTPUT"]); !strings.Contains(string(out), "changed<<") ||
+		!strings.Contains(string(out), "\nfalse\n") || !strings.Contains(string(out), "previous_revision<<") {
+		t.Errorf("the output file lacks changed=false or previous_revision:\n%s", out)
 	}
 	if got := c.registry.Counts(); got.Writes != 0 {
 		t.Errorf("re-run wrote to the registry: %+v", got)
@@ -197,7 +206,8 @@ func TestRunCreatesUpdatesAndRerunsWithoutWriting(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second deploy: %v\n%s", err, c.out)
 	}
-	if second.Revision == first.Revision || second.Image == first.Image || second.URL != first.URL {
+	if second.Revision == first.Revision || second.Image == first.Image || second.URL != first.URL ||
+		second.PreviousRevision != first.Revision || !second.Changed {
 		t.Errorf("second deploy outputs %+v, first %+v", second, first)
 	}
 	if got := c.registry.Counts().BlobUploads; got != 1 {
@@ -375,8 +385,12 @@ func TestRunRemovesLegacyPublicBinding(t *testing.T) {
 	}
 	legacy()
 	before := c.run.CallCounts()
-	if _, err := c.action(ctx); err != nil {
+	o, err := c.action(ctx)
+	if err != nil {
 		t.Fatalf("re-run over the legacy binding: %v\n%s", err, c.out)
+	}
+	if !o.Changed {
+		t.Error("a run that wrote only the IAM policy says changed: false")
 	}
 	checkAccess(t, c, true)
 	after := c.run.CallCounts()

@@ -32,7 +32,7 @@ func TestInputsAgree(t *testing.T) {
 	if !slices.Equal(inputs, read) {
 		t.Errorf("action.yml declares inputs %v\nthe program reads %v", inputs, read)
 	}
-	if want := []string{"url", "revision", "image", "service"}; !slices.Equal(outputs, want) {
+	if want := []string{"url", "revision", "image", "service", "previous_revision", "changed"}; !slices.Equal(outputs, want) {
 		t.Errorf("action.yml declares outputs %v, the program writes %v", outputs, want)
 	}
 

@@ -21,6 +21,11 @@ type Result struct {
 	Created  bool   // the service did not exist before
 	Updated  bool   // the service was written; false when nothing had changed
 	Changes  []string
+	// Previous is the short name of the revision that was ready before the deploy (the live service's
+	// latest ready revision); empty when the service was created.
+	Previous string
+	// TagURL is the URL of Routing.Tag, when one was asked for.
+	TagURL string
 }
 
 // RevisionError is a revision that did not become ready, with Cloud Run's reason.
@@ -43,6 +48,8 @@ type Deployer struct {
 	ProjectNumbers ProjectNumbers
 	// PollInterval is how often to ask Cloud Run whether a rollout is done; 0 means DefaultPollInterval.
 	PollInterval time.Duration
+	// Routing says where the new revision's traffic goes; the zero value sends it all.
+	Routing Routing
 	// Logf reports progress; nil is silent.
 	Logf func(format string, args ...any)
 }
@@ -72,16 +79,24 @@ func (d *Deployer) deployOnce(ctx context.Context, desired *runpb.Service, wait 
 	switch status.Code(err) {
 	case codes.OK:
 	case codes.NotFound:
-		return d.create(ctx, desired, wait)
+		if d.Routing.NoTraffic {
+			d.logf("service %s does not exist yet: its first revision takes all traffic, as Cloud Run requires", path.Base(desired.Name))
+		}
+		return d.create(ctx, withTraffic(desired, Traffic(nil, d.Routing)), wait)
 	default:
 		return nil, explain(err, desired.Name, "read")
+	}
+	desired = withTraffic(desired, Traffic(live, d.Routing))
+	previous := ""
+	if live.LatestReadyRevision != "" {
+		previous = path.Base(live.LatestReadyRevision)
 	}
 	changes := Changes(live, desired, d.ProjectNumbers)
 	next := Apply(live, desired)
 	switch {
 	case len(changes) == 0 && serving(live):
 		d.logf("service %s is already up to date: nothing to write", path.Base(desired.Name))
-		return d.ready(ctx, live, &Result{})
+		return d.ready(ctx, live, &Result{Previous: previous})
 	case len(changes) == 0:
 		// The spec is already what was asked, but its revision failed (a re-run after fixing what made it
 		// fail: a permission, the database). An identical template makes no new revision, so mark it.
@@ -100,7 +115,7 @@ func (d *Deployer) deployOnce(ctx context.Context, desired *runpb.Service, wait 
 	if err != nil {
 		return nil, err
 	}
-	return d.ready(ctx, svc, &Result{Updated: true, Changes: changes})
+	return d.ready(ctx, svc, &Result{Updated: true, Changes: changes, Previous: previous})
 }
 
 func (d *Deployer) create(ctx context.Context, desired *runpb.Service, wait time.Duration) (*Result, error) {
@@ -132,6 +147,7 @@ func (d *Deployer) ready(ctx context.Context, svc *runpb.Service, res *Result) (
 	res.Service = svc
 	if serving(svc) {
 		res.Revision = path.Base(svc.LatestReadyRevision)
+		res.TagURL = TagURL(svc, d.Routing.Tag)
 		return res, nil
 	}
 	if rerr := d.revisionFailure(ctx, svc.Name); rerr != nil {
@@ -220,6 +236,13 @@ func explain(err error, name, verb string) error {
 		return &apiError{err: err, msg: fmt.Sprintf("Cloud Run refused the service spec of %s: %s", svc, msg)}
 	}
 	return &apiError{err: err, msg: fmt.Sprintf("Cloud Run %s of service %s failed: %v", verb, svc, err)}
+}
+
+// withTraffic is a copy of the service with the given traffic.
+func withTraffic(s *runpb.Service, traffic []*runpb.TrafficTarget) *runpb.Service {
+	out := proto.Clone(s).(*runpb.Service)
+	out.Traffic = traffic
+	return out
 }
 
 // cloneForCreate drops the name, which CreateService takes as parent and service_id instead.

@@ -88,7 +88,7 @@ func Apply(live, desired *runpb.Service) *runpb.Service {
 
 func sameTraffic(live, desired []*runpb.TrafficTarget) bool {
 	return slices.EqualFunc(live, desired, func(l, d *runpb.TrafficTarget) bool {
-		return l.GetType() == d.GetType() && l.GetPercent() == d.GetPercent() && l.GetRevision() == d.GetRevision()
+		return l.GetType() == d.GetType() && l.GetPercent() == d.GetPercent() && l.GetRevision() == d.GetRevision() && l.GetTag() == d.GetTag()
 	})
 }
 

@@ -42,6 +42,16 @@ type Config struct {
 	Labels        map[string]string
 	WaitTimeout   time.Duration
 
+	// NoTraffic deploys a revision that takes no traffic, reached at Tag's URL (a preview); production
+	// traffic stays on the revisions that had it.
+	NoTraffic bool
+	// Tag is a traffic tag to put on the new revision.
+	Tag string
+	// RemoveTag is a traffic tag to remove; with it the action removes the tag and deploys nothing.
+	RemoveTag string
+	// DryRun checks everything and reports what a deploy would change, writing nothing anywhere.
+	DryRun bool
+
 	// Commit is GITHUB_SHA: the image tag, its revision label and the service's commit-sha label.
 	Commit string
 	// Source is the repository URL for the image's source label (GITHUB_SERVER_URL/GITHUB_REPOSITORY).

@@ -31,6 +31,8 @@ func Parse(getenv func(string) string) (*Config, error) {
 	p.scaling()
 	p.timeouts()
 	p.labels()
+	p.traffic()
+	p.plan()
 	p.github()
 	if len(p.errs) > 0 {
 		return nil, errors.Join(p.errs...)
