@@ -9,7 +9,7 @@
 GO ?= go
 SETUP := internal/testenv/setup.sh
 
-.PHONY: demo test test-short fuzz setup build bench
+.PHONY: demo test test-short fuzz setup build bench release-image
 
 setup:
 	@DEPLOY_MLFLOW_VENV="$$(bash $(SETUP) | tail -n 1)" && echo "MLflow virtualenv: $$DEPLOY_MLFLOW_VENV"
@@ -21,6 +21,7 @@ test:
 	@export DEPLOY_MLFLOW_VENV="$$(bash $(SETUP) | tail -n 1)" && \
 	$(GO) vet ./... && \
 	$(GO) tool staticcheck ./... && \
+	$(GO) tool actionlint .github/workflows/*.yml examples/*.yml && \
 	$(GO) test -race -count=1 -timeout 60m ./...
 
 test-short:
@@ -40,6 +41,15 @@ fuzz:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/deploy-mlflow .
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -o bin/deploy-mlflow-server ./server
+
+# make release-image RELEASE_REF=ghcr.io/OWNER/deploy-mlflow:v1.2.3: builds the action's image from this
+# commit without Docker (internal/release) and pushes it, with REGISTRY_USER and REGISTRY_TOKEN if set.
+# Labelled with the commit and dated by it, so the same commit gives the same digest.
+RELEASE_SOURCE ?= $(if $(GITHUB_REPOSITORY),$(GITHUB_SERVER_URL)/$(GITHUB_REPOSITORY),$(shell git remote get-url origin 2>/dev/null))
+release-image:
+	@test -n "$(RELEASE_REF)" || { echo "set RELEASE_REF=REGISTRY/REPOSITORY:TAG"; exit 1; }
+	$(GO) run ./internal/release/cmd -ref "$(RELEASE_REF)" -source "$(RELEASE_SOURCE)" \
+	  -revision "$$(git rev-parse HEAD)" -created "$$(git log -1 --format=%cI)" $(RELEASE_FLAGS)
 
 bench:
 	$(GO) test -run '^$$' -bench Push ./internal/image/
