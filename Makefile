@@ -9,7 +9,7 @@
 GO ?= go
 SETUP := internal/testenv/setup.sh
 
-.PHONY: demo test test-short fuzz setup build bench
+.PHONY: demo test test-short fuzz setup build bench release-image actionlint-examples
 
 setup:
 	@DEPLOY_MLFLOW_VENV="$$(bash $(SETUP) | tail -n 1)" && echo "MLflow virtualenv: $$DEPLOY_MLFLOW_VENV"
@@ -21,6 +21,8 @@ test:
 	@export DEPLOY_MLFLOW_VENV="$$(bash $(SETUP) | tail -n 1)" && \
 	$(GO) vet ./... && \
 	$(GO) tool staticcheck ./... && \
+	$(GO) tool actionlint .github/workflows/*.yml examples/*.yml && \
+	$(MAKE) --no-print-directory actionlint-examples && \
 	$(GO) test -race -count=1 -timeout 60m ./...
 
 test-short:
@@ -40,6 +42,23 @@ fuzz:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/deploy-mlflow .
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -o bin/deploy-mlflow-server ./server
+
+# actionlint checks an action's metadata only where a workflow uses it as ./: lint each example with the
+# action as ./, so that action.yml's runs section and every input and output the examples use are checked
+# against action.yml.
+actionlint-examples:
+	@for f in examples/*.yml; do \
+	  sed 's|uses: org/deploy-mlflow@v1|uses: ./|' "$$f" | $(GO) tool actionlint -stdin-filename "$$f" - || exit 1; \
+	done
+
+# make release-image RELEASE_REF=ghcr.io/OWNER/deploy-mlflow:v1.2.3: builds the action's image from this
+# commit without Docker (internal/release) and pushes it, with REGISTRY_USER and REGISTRY_TOKEN if set.
+# Labelled with the commit and dated by it, so the same commit gives the same digest.
+RELEASE_SOURCE ?= $(if $(GITHUB_REPOSITORY),$(GITHUB_SERVER_URL)/$(GITHUB_REPOSITORY),$(shell git remote get-url origin 2>/dev/null))
+release-image:
+	@test -n "$(RELEASE_REF)" || { echo "set RELEASE_REF=REGISTRY/REPOSITORY:TAG"; exit 1; }
+	$(GO) run ./internal/release/cmd -ref "$(RELEASE_REF)" -source "$(RELEASE_SOURCE)" \
+	  -revision "$$(git rev-parse HEAD)" -created "$$(git log -1 --format=%cI)" $(RELEASE_FLAGS)
 
 bench:
 	$(GO) test -run '^$$' -bench Push ./internal/image/
