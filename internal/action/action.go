@@ -44,6 +44,9 @@ type Outputs struct {
 // Run does the whole deploy: inputs, credentials, secrets, image, push, Cloud Run, outputs. getenv is
 // the process environment (INPUT_*, GITHUB_*, GOOGLE_APPLICATION_CREDENTIALS and the endpoint
 // variables); out receives the log and GitHub's workflow commands.
+//
+// When ctx ends midway (the job was cancelled) the error is a *StoppedError, which says what state the
+// service was left in; the step summary says it too.
 func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outputs, error) {
 	gh := githubactions.New(githubactions.WithGetenv(getenv), githubactions.WithWriter(out))
 
@@ -51,6 +54,17 @@ func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outpu
 	if err != nil {
 		return nil, err
 	}
+	prog := &progressLog{service: cloudrun.Name(cfg.ProjectID, cfg.Region, cfg.Service)}
+	o, err := deploySteps(ctx, getenv, gh, cfg, prog)
+	if err != nil && ctx.Err() != nil {
+		stopped := prog.stopped(err)
+		writeStoppedSummary(gh, getenv, cfg, stopped)
+		return nil, stopped
+	}
+	return o, err
+}
+
+func deploySteps(ctx context.Context, getenv func(string) string, gh *githubactions.Action, cfg *config.Config, prog *progressLog) (*Outputs, error) {
 	binary, err := serverBinary(getenv)
 	if err != nil {
 		return nil, err
@@ -91,10 +105,11 @@ func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outpu
 	if err != nil {
 		return nil, err
 	}
+	prog.set(func(p *progressLog) { p.stage, p.image = ImagePushed, digest.String() })
 
 	gh.Group("Cloud Run")
 	// The service references the secret versions as resolved (pinned unless secret_versions: latest).
-	res, err := deploy(ctx, getenv, ts, resolved.Apply(cfg), digest, resolved.ProjectNumbers, gh)
+	res, err := deploy(ctx, getenv, ts, resolved.Apply(cfg), digest, resolved.ProjectNumbers, gh, prog)
 	gh.EndGroup()
 	if err != nil {
 		return nil, err
@@ -204,7 +219,7 @@ func buildAndPush(ctx context.Context, cfg *config.Config, binary string, tag na
 }
 
 func deploy(ctx context.Context, getenv func(string) string, ts oauth2.TokenSource, cfg *config.Config, digest name.Digest,
-	numbers cloudrun.ProjectNumbers, gh *githubactions.Action) (*cloudrun.Result, error) {
+	numbers cloudrun.ProjectNumbers, gh *githubactions.Action, prog *progressLog) (*cloudrun.Result, error) {
 	opts, err := gcp.ClientOptions(getenv(gcp.RunEndpointEnv), ts)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", gcp.RunEndpointEnv, err)
@@ -220,7 +235,7 @@ func deploy(ctx context.Context, getenv func(string) string, ts oauth2.TokenSour
 	}
 	defer revisions.Close()
 
-	d := &cloudrun.Deployer{Services: services, Revisions: revisions, ProjectNumbers: numbers, Logf: gh.Infof}
+	d := &cloudrun.Deployer{Services: services, Revisions: revisions, ProjectNumbers: numbers, Logf: prog.deployLog(gh.Infof)}
 	desired := cloudrun.Desired(cfg, digest.String())
 	public := desired.InvokerIamDisabled
 	// An allUsers binding an earlier version granted goes before a private revision serves (with auth: iam
@@ -232,8 +247,24 @@ func deploy(ctx context.Context, getenv func(string) string, ts oauth2.TokenSour
 	}
 	res, err := d.Deploy(ctx, desired, cfg.WaitTimeout)
 	if err != nil {
+		if ctx.Err() != nil {
+			// Stopped: learn whether Cloud Run took the new spec although its answer was not heard.
+			prog.probe(ctx, func(ctx context.Context, name string) (*runpb.Service, error) {
+				return services.GetService(ctx, &runpb.GetServiceRequest{Name: name})
+			})
+		} else if live, rerr := services.GetService(ctx, &runpb.GetServiceRequest{Name: desired.Name}); rerr == nil {
+			// A concurrent deploy may have replaced this one's revision: then err is about theirs.
+			if serr := superseded(live, digest.String(), err); serr != nil {
+				return nil, serr
+			}
+		}
 		return nil, cloudrun.ExplainSecretAccess(cloudrun.ExplainPublicAccess(err, desired), numbers)
 	}
+	// A rollout that ended with another deploy's revision serving is not this deploy's success.
+	if serr := superseded(res.Service, digest.String(), nil); serr != nil {
+		return nil, serr
+	}
+	prog.set(func(p *progressLog) { p.stage, p.revision = Done, res.Revision })
 	if public {
 		if _, err := d.Invokers(ctx, desired.Name, public); err != nil {
 			return nil, err
