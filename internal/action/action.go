@@ -75,6 +75,15 @@ func deploySteps(ctx context.Context, getenv func(string) string, gh *githubacti
 	}
 	tag := target.(name.Tag)
 
+	// A base image on another registry than the one pushed to is pulled anonymously (as ghcr.io's is), so
+	// it is read first: a wrong one (missing, or without linux/amd64) fails before any call to Google.
+	var base v1.Image
+	if ref, err := name.ParseReference(cfg.BaseImage); err == nil && ref.Context().RegistryStr() != tag.RegistryStr() {
+		if base, err = image.Base(ctx, cfg.BaseImage); err != nil {
+			return nil, err
+		}
+	}
+
 	gh.Group("Credentials")
 	ts, err := gcp.Credentials(ctx, getenv)
 	if err == nil {
@@ -100,7 +109,7 @@ func deploySteps(ctx context.Context, getenv func(string) string, gh *githubacti
 	}
 
 	gh.Group("Image")
-	digest, err := buildAndPush(ctx, cfg, binary, tag, ts, gh)
+	digest, err := buildAndPush(ctx, cfg, base, binary, tag, ts, gh)
 	gh.EndGroup()
 	if err != nil {
 		return nil, err
@@ -197,13 +206,17 @@ func checkSecrets(ctx context.Context, getenv func(string) string, ts oauth2.Tok
 	return resolved, nil
 }
 
-func buildAndPush(ctx context.Context, cfg *config.Config, binary string, tag name.Tag, ts oauth2.TokenSource, gh *githubactions.Action) (name.Digest, error) {
+// buildAndPush builds the image on base, read from cfg.BaseImage with the push credentials if nil, and
+// pushes it.
+func buildAndPush(ctx context.Context, cfg *config.Config, base v1.Image, binary string, tag name.Tag, ts oauth2.TokenSource, gh *githubactions.Action) (name.Digest, error) {
 	// Artifact Registry takes the access token as the password of user _token.
 	auth := image.WithAuth(tag.Registry, google.NewTokenSourceAuthenticator(ts))
 	gh.Infof("base image %s", cfg.BaseImage)
-	base, err := image.Base(ctx, cfg.BaseImage, auth)
-	if err != nil {
-		return name.Digest{}, err
+	if base == nil {
+		var err error
+		if base, err = image.Base(ctx, cfg.BaseImage, auth); err != nil {
+			return name.Digest{}, err
+		}
 	}
 	img, err := image.Build(base, binary, image.Options{Source: cfg.Source, Revision: cfg.Commit})
 	if err != nil {
