@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"regexp"
@@ -87,7 +88,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	// Any line of the key's PEM body, in case the key is shown in part or re-wrapped.
 	for i, line := range strings.Split(key.PrivateKey, "\n") {
 		if len(line) >= 40 && !strings.HasPrefix(line, "-----") {
-			secrets["line "+string(rune('0'+i%10))+" of the key's private_key"] = line
+			secrets[fmt.Sprintf("line %d of the key's private_key", i)] = line
 		}
 	}
 	masked := 0
