@@ -41,7 +41,7 @@ func TestRunConcurrentDeploys(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
 			var log bytes.Buffer
 			o, err := Run(ctx, func(k string) string { return env[k] }, &log)

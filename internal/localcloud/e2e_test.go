@@ -30,8 +30,8 @@ func TestEndToEnd(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	var logs bytes.Buffer
-	c, err := Start(ctx, t.TempDir(), &logs)
+	logs := &syncBuffer{} // the revisions write it concurrently
+	c, err := Start(ctx, t.TempDir(), logs)
 	if err != nil {
 		t.Fatal(err)
 	}
