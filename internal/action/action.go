@@ -49,6 +49,9 @@ type Outputs struct {
 // Run does the whole deploy: inputs, credentials, secrets, image, push, Cloud Run, outputs. getenv is
 // the process environment (INPUT_*, GITHUB_*, GOOGLE_APPLICATION_CREDENTIALS and the endpoint
 // variables); out receives the log and GitHub's workflow commands.
+//
+// When ctx ends midway (the job was cancelled) the error is a *StoppedError, which says what state the
+// service was left in; the step summary says it too.
 func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outputs, error) {
 	gh := githubactions.New(githubactions.WithGetenv(getenv), githubactions.WithWriter(out))
 
@@ -56,6 +59,17 @@ func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outpu
 	if err != nil {
 		return nil, err
 	}
+	prog := &progressLog{service: cloudrun.Name(cfg.ProjectID, cfg.Region, cfg.Service)}
+	o, err := deploySteps(ctx, getenv, gh, cfg, prog)
+	if err != nil && ctx.Err() != nil {
+		stopped := prog.stopped(err)
+		writeStoppedSummary(gh, getenv, cfg, stopped)
+		return nil, stopped
+	}
+	return o, err
+}
+
+func deploySteps(ctx context.Context, getenv func(string) string, gh *githubactions.Action, cfg *config.Config, prog *progressLog) (*Outputs, error) {
 	binary, err := serverBinary(getenv)
 	if err != nil {
 		return nil, err
@@ -65,6 +79,15 @@ func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outpu
 		return nil, &config.InputError{Input: "image", Value: cfg.Image, Want: err.Error()}
 	}
 	tag := target.(name.Tag)
+
+	// A base image on another registry than the one pushed to is pulled anonymously (as ghcr.io's is), so
+	// it is read first: a wrong one (missing, or without linux/amd64) fails before any call to Google.
+	var base v1.Image
+	if ref, err := name.ParseReference(cfg.BaseImage); err == nil && ref.Context().RegistryStr() != tag.RegistryStr() {
+		if base, err = image.Base(ctx, cfg.BaseImage); err != nil {
+			return nil, err
+		}
+	}
 
 	gh.Group("Credentials")
 	// The token endpoint is asked again after a 429, a 5xx or a dropped connection.
@@ -100,15 +123,16 @@ func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outpu
 	}
 
 	gh.Group("Image")
-	digest, pushed, err := buildAndPush(ctx, cfg, binary, tag, ts, gh)
+	digest, pushed, err := buildAndPush(ctx, cfg, base, binary, tag, ts, gh)
 	gh.EndGroup()
 	if err != nil {
 		return nil, err
 	}
+	prog.set(func(p *progressLog) { p.stage, p.image = ImagePushed, digest.String() })
 
 	gh.Group("Cloud Run")
 	// The service references the secret versions as resolved (pinned unless secret_versions: latest).
-	res, wrotePolicy, err := deploy(ctx, getenv, ts, resolved.Apply(cfg), digest, resolved.ProjectNumbers, gh)
+	res, wrotePolicy, err := deploy(ctx, getenv, ts, resolved.Apply(cfg), digest, resolved.ProjectNumbers, gh, prog)
 	gh.EndGroup()
 	if err != nil {
 		return nil, err
@@ -197,14 +221,17 @@ func checkSecrets(ctx context.Context, getenv func(string) string, ts oauth2.Tok
 	return resolved, nil
 }
 
-// buildAndPush builds the image and pushes it; it reports whether the push wrote anything.
-func buildAndPush(ctx context.Context, cfg *config.Config, binary string, tag name.Tag, ts oauth2.TokenSource, gh *githubactions.Action) (name.Digest, bool, error) {
+// buildAndPush builds the image on base, read from cfg.BaseImage with the push credentials if nil, and
+// pushes it; it reports whether the push wrote anything.
+func buildAndPush(ctx context.Context, cfg *config.Config, base v1.Image, binary string, tag name.Tag, ts oauth2.TokenSource, gh *githubactions.Action) (name.Digest, bool, error) {
 	// Artifact Registry takes the access token as the password of user _token.
 	auth := image.WithAuth(tag.Registry, google.NewTokenSourceAuthenticator(ts))
 	gh.Infof("base image %s", cfg.BaseImage)
-	base, err := image.Base(ctx, cfg.BaseImage, auth)
-	if err != nil {
-		return name.Digest{}, false, err
+	if base == nil {
+		var err error
+		if base, err = image.Base(ctx, cfg.BaseImage, auth); err != nil {
+			return name.Digest{}, false, err
+		}
 	}
 	img, err := image.Build(base, binary, image.Options{Source: cfg.Source, Revision: cfg.Commit})
 	if err != nil {
@@ -220,13 +247,15 @@ func buildAndPush(ctx context.Context, cfg *config.Config, binary string, tag na
 }
 
 func deploy(ctx context.Context, getenv func(string) string, ts oauth2.TokenSource, cfg *config.Config, digest name.Digest,
-	numbers cloudrun.ProjectNumbers, gh *githubactions.Action) (*cloudrun.Result, bool, error) {
+	numbers cloudrun.ProjectNumbers, gh *githubactions.Action, prog *progressLog) (*cloudrun.Result, bool, error) {
 	d, closeClients, err := newDeployer(ctx, getenv, ts, numbers, gh)
 	if err != nil {
 		return nil, false, err
 	}
 	defer closeClients()
 	d.Routing = cloudrun.Routing{NoTraffic: cfg.NoTraffic, Tag: cfg.Tag}
+	d.Logf = prog.deployLog(gh.Infof)
+	services := d.Services
 	desired := cloudrun.Desired(cfg, digest.String())
 	public := desired.InvokerIamDisabled
 	// An allUsers binding an earlier version granted goes before a private revision serves (with auth: iam
@@ -239,8 +268,24 @@ func deploy(ctx context.Context, getenv func(string) string, ts oauth2.TokenSour
 	}
 	res, err := d.Deploy(ctx, desired, cfg.WaitTimeout)
 	if err != nil {
+		if ctx.Err() != nil {
+			// Stopped: learn whether Cloud Run took the new spec although its answer was not heard.
+			prog.probe(ctx, func(ctx context.Context, name string) (*runpb.Service, error) {
+				return services.GetService(ctx, &runpb.GetServiceRequest{Name: name})
+			})
+		} else if live, rerr := services.GetService(ctx, &runpb.GetServiceRequest{Name: desired.Name}); rerr == nil {
+			// A concurrent deploy may have replaced this one's revision: then err is about theirs.
+			if serr := superseded(live, digest.String(), err); serr != nil {
+				return nil, false, serr
+			}
+		}
 		return nil, false, cloudrun.ExplainSecretAccess(cloudrun.ExplainPublicAccess(err, desired), numbers)
 	}
+	// A rollout that ended with another deploy's revision serving is not this deploy's success.
+	if serr := superseded(res.Service, digest.String(), nil); serr != nil {
+		return nil, false, serr
+	}
+	prog.set(func(p *progressLog) { p.stage, p.revision = Done, res.Revision })
 	if public {
 		if wrotePolicy, err = d.Invokers(ctx, desired.Name, public); err != nil {
 			return nil, false, err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -73,6 +74,25 @@ type cloud struct {
 	registry *gcptest.ArtifactRegistry
 	env      map[string]string
 	out      *bytes.Buffer
+
+	mu   sync.Mutex
+	wrap func(http.Handler) http.Handler // put in front of the registry (wrapRegistry)
+}
+
+// wrapRegistry puts wrap in front of Artifact Registry, to slow or watch the action's requests.
+func (c *cloud) wrapRegistry(wrap func(http.Handler) http.Handler) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.wrap = wrap
+}
+
+func (c *cloud) front() http.Handler {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.wrap == nil {
+		return c.registry
+	}
+	return c.wrap(c.registry)
 }
 
 // newCloud starts the stand-ins; opts configure Cloud Run and Secret Manager.
@@ -92,7 +112,7 @@ func newCloud(t *testing.T, runOpts ...gcptest.Option) *cloud {
 	c.run = gcptest.StartRun(t, c.tokens, append([]gcptest.Option{gcptest.WithSecretManager(c.secrets), gcptest.WithResourceManager(c.projects)}, runOpts...)...)
 
 	c.registry = gcptest.NewArtifactRegistry(c.tokens, registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	srv := httptest.NewServer(c.registry)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { c.front().ServeHTTP(w, r) }))
 	t.Cleanup(srv.Close)
 	host := strings.TrimPrefix(srv.URL, "http://")
 	c.registry.CreateRepository(project, "mlflow-runner")
