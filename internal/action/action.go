@@ -273,10 +273,12 @@ func deploy(ctx context.Context, getenv func(string) string, ts oauth2.TokenSour
 			prog.probe(ctx, func(ctx context.Context, name string) (*runpb.Service, error) {
 				return services.GetService(ctx, &runpb.GetServiceRequest{Name: name})
 			})
-		} else if live, rerr := services.GetService(ctx, &runpb.GetServiceRequest{Name: desired.Name}); rerr == nil {
+		} else if errors.As(err, new(*cloudrun.RevisionError)) {
 			// A concurrent deploy may have replaced this one's revision: then err is about theirs.
-			if serr := superseded(live, digest.String(), err); serr != nil {
-				return nil, false, serr
+			if live, rerr := services.GetService(ctx, &runpb.GetServiceRequest{Name: desired.Name}); rerr == nil {
+				if serr := superseded(live, digest.String(), err); serr != nil {
+					return nil, false, serr
+				}
 			}
 		}
 		return nil, false, cloudrun.ExplainSecretAccess(cloudrun.ExplainPublicAccess(err, desired), numbers)
