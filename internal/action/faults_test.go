@@ -184,7 +184,9 @@ func TestRunGivesUpOnPermanentFaults(t *testing.T) {
 			if got := tc.fc.failed(c); got < lo || got > hi {
 				t.Errorf("the call was tried %d times, want %d to %d", got, lo, hi)
 			}
-			if took > 30*time.Second {
+			// A guard against a retry loop that does not end, not a measure of speed: the tries are
+			// counted below, and a loaded machine under the race detector is slow.
+			if took > 3*time.Minute {
 				t.Errorf("giving up took %s", took)
 			}
 		})
