@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -176,5 +177,73 @@ func TestSecretVolumeMount(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "from-the-image")); err != nil {
 		t.Errorf("the directory's own file is gone outside the process: %v", err)
+	}
+}
+
+// TestNamespaceThreadRestored checks that the thread which starts a revision in a mount namespace of its
+// own goes back to the host's namespace and working directory, so that it can be given back to the Go
+// runtime. A thread that ended instead would take with it, through Pdeathsig, every child it had forked
+// before: a registry or a PostgreSQL that a test still uses.
+func TestNamespaceThreadRestored(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mount namespaces need root")
+	}
+	type result struct {
+		restored            bool
+		err                 error
+		nsBefore, nsAfter   string
+		cwdBefore, cwdAfter string
+		read                string
+		earlier             *exec.Cmd
+	}
+	done := make(chan result)
+	go func() {
+		runtime.LockOSThread()
+		var r result
+		// A child this thread forked before, as testenv forks the registry, dies with the thread.
+		r.earlier = exec.Command("sleep", "60")
+		r.earlier.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if r.err = r.earlier.Start(); r.err != nil {
+			done <- r
+			return
+		}
+		r.nsBefore, _ = os.Readlink("/proc/thread-self/ns/mnt")
+		r.cwdBefore, _ = os.Readlink("/proc/thread-self/cwd")
+		dir := filepath.Join(t.TempDir(), "secrets")
+		cmd := exec.Command("cat", filepath.Join(dir, "k"))
+		var out strings.Builder
+		cmd.Stdout = &out
+		r.restored, r.err = forkInNamespace(cmd, []filledDir{{Dir: dir, Files: []filledFile{{Path: "k", Data: []byte("v"), Mode: 0o444}}}})
+		if r.err == nil {
+			_ = cmd.Wait()
+			r.read = out.String()
+		}
+		r.nsAfter, _ = os.Readlink("/proc/thread-self/ns/mnt")
+		r.cwdAfter, _ = os.Readlink("/proc/thread-self/cwd")
+		if r.restored {
+			runtime.UnlockOSThread()
+		}
+		done <- r
+	}()
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- r.earlier.Wait() }()
+	t.Cleanup(func() { _ = r.earlier.Process.Kill(); <-exited })
+	if r.read != "v" {
+		t.Errorf("the revision read %q from its secret volume, want %q", r.read, "v")
+	}
+	if !r.restored || r.nsAfter != r.nsBefore || r.cwdAfter != r.cwdBefore {
+		t.Fatalf("after starting a revision the thread is in mount namespace %s, directory %s (restored %v); want %s, %s",
+			r.nsAfter, r.cwdAfter, r.restored, r.nsBefore, r.cwdBefore)
+	}
+	// The goroutine has ended; its thread must still run, and with it the child it forked first.
+	select {
+	case err := <-exited:
+		exited <- err
+		t.Errorf("the child the thread forked earlier died when the goroutine ended: %v", err)
+	case <-time.After(500 * time.Millisecond):
 	}
 }
