@@ -30,6 +30,14 @@ type config struct {
 	shutdownGrace time.Duration
 	// migrationTimeout bounds the schema step: waiting for the lock and `mlflow db upgrade` together.
 	migrationTimeout time.Duration
+	// defaultPermission is MLflow's auth app's default_permission, with auth mlflow.
+	defaultPermission string
+	// flaskSecretKey is MLFLOW_FLASK_SERVER_SECRET_KEY as given, or derived from the password, with auth mlflow.
+	flaskSecretKey string
+	// kekPassphrase is MLFLOW_CRYPTO_KEK_PASSPHRASE ("": MLflow's default); kekVersion is
+	// MLFLOW_CRYPTO_KEK_VERSION (0: unset, read from the database).
+	kekPassphrase string
+	kekVersion    int
 	// warnings are about settings that the server corrected; they are logged once the logger exists.
 	warnings []string
 }
@@ -85,11 +93,12 @@ func loadConfig(e env) (config, error) {
 			errs = append(errs, fmt.Errorf("%s is shorter than %d characters, too short for a service that anyone can reach: add a longer version to the password secret (e.g. openssl rand -base64 24 | gcloud secrets versions add SECRET --data-file=-) and deploy again",
 				serverenv.Password, minPasswordLength))
 		}
-	case serverenv.AuthIAM:
+	case serverenv.AuthIAM, serverenv.AuthMLflow:
 	default:
-		errs = append(errs, fmt.Errorf("%s=%q is not an auth mode: set it to %q (HTTP basic auth) or %q (Cloud Run IAM)",
-			serverenv.Auth, c.auth, serverenv.AuthBasic, serverenv.AuthIAM))
+		errs = append(errs, fmt.Errorf("%s=%q is not an auth mode: set it to %q (HTTP basic auth), %q (Cloud Run IAM) or %q (MLflow's own users and permissions)",
+			serverenv.Auth, c.auth, serverenv.AuthBasic, serverenv.AuthIAM, serverenv.AuthMLflow))
 	}
+	errs = append(errs, c.loadMLflowAuth(e)...)
 
 	if c.backendURI == "" {
 		errs = append(errs, fmt.Errorf("%s is not set: set it to MLflow's backend store URL, e.g. postgresql+psycopg2://USER:PASSWORD@/DB?host=/cloudsql/PROJECT:REGION:INSTANCE, or sqlite:///mlflow.db for a local run", serverenv.BackendStoreURI))
@@ -139,5 +148,5 @@ func loadConfig(e env) (config, error) {
 
 // secrets lists the values that must never appear in a log line.
 func (c config) secrets() []string {
-	return append(urlSecrets(c.backendURI), c.password)
+	return append(urlSecrets(c.backendURI), c.password, c.flaskSecretKey, c.kekPassphrase)
 }

@@ -13,13 +13,16 @@ import (
 // handler is what the server answers on $PORT: the health path itself, everything else after the auth and
 // origin checks through the proxy to MLflow.
 type handler struct {
-	auth *basicAuth // nil with auth: iam, where Cloud Run has checked the caller already
+	// auth is nil with auth iam, where Cloud Run has checked the caller already, and with auth mlflow,
+	// where MLflow checks the credentials it is passed.
+	auth *basicAuth
 	// mlflow is the proxy to MLflow once MLflow has answered its own /health; nil before that and after
 	// MLflow exits.
 	mlflow atomic.Pointer[httputil.ReverseProxy]
 	// probe answers gRPC health checks; nil in tests that need none.
 	probe *grpcHealth
-	// guesses throttles clients that keep failing basic auth; nil for none.
+	// guesses throttles clients that keep failing basic auth: the server's own check, or with auth mlflow
+	// MLflow's (see proxyCounted); nil for none.
 	guesses *throttle
 }
 
@@ -56,6 +59,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if proxy == nil {
 		w.Header().Set("Retry-After", "5")
 		http.Error(w, "MLflow is starting; retry shortly.", http.StatusServiceUnavailable)
+		return
+	}
+	if h.auth == nil && h.guesses != nil && r.Header.Get("Authorization") != "" {
+		h.proxyCounted(proxy, w, r)
 		return
 	}
 	proxy.ServeHTTP(w, r)

@@ -49,7 +49,8 @@ func run(ctx context.Context, e env, stdout io.Writer) error {
 		auth = newBasicAuth(cfg.username, cfg.password)
 	}
 	h := newHandler(auth)
-	if auth != nil {
+	// With auth mlflow, MLflow checks the credentials and the throttle counts its 401s (see handler).
+	if auth != nil || cfg.auth == serverenv.AuthMLflow {
 		h.guesses = newThrottle(guessLimit, guessWindow, guessClients)
 		h.guesses.onBlock = func(client string, failures int, until time.Time) {
 			log.warn("too many failed logins from "+client+": refusing its logins with 429 until the window has passed",
@@ -87,7 +88,18 @@ func run(ctx context.Context, e env, stdout io.Writer) error {
 		}
 	}
 
+	mlAuth, err := newMLflowAuth(cfg)
+	if err != nil {
+		shutdown(0, "")
+		return fail(err)
+	}
+	defer mlAuth.close()
+	schemaDeadline := time.Now().Add(cfg.migrationTimeout)
 	err = upgradeSchema(ctx, log, cfg, mlflowEnv(e.environ, cfg, 0))
+	var storeEnv []string
+	if err == nil && ctx.Err() == nil {
+		storeEnv, err = prepareStore(ctx, log, cfg, mlAuth, mlAuth.environ(mlflowEnv(e.environ, cfg, 0)), schemaDeadline)
+	}
 	if ctx.Err() != nil {
 		// SIGTERM came during the schema step: whatever its outcome, MLflow would only be stopped again.
 		log.info("stopped during the schema upgrade; MLflow not started")
@@ -106,7 +118,7 @@ func run(ctx context.Context, e env, stdout io.Writer) error {
 		return fail(err)
 	}
 	mlflowAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	mlflow, err := startChild(log, cfg.mlflow, []string{"server"}, mlflowEnv(e.environ, cfg, port))
+	mlflow, err := startChild(log, cfg.mlflow, mlAuth.serverArgs(), append(mlAuth.environ(mlflowEnv(e.environ, cfg, port)), storeEnv...))
 	if err != nil {
 		shutdown(0, "")
 		return fail(err)

@@ -30,12 +30,28 @@ const (
 	DBPoolSize    = "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"
 	DBMaxOverflow = "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"
 	DBPoolRecycle = "MLFLOW_SQLALCHEMYSTORE_POOL_RECYCLE"
+
+	// DefaultPermission is the permission MLflow's auth app gives new users on resources they do not own
+	// (READ, EDIT, MANAGE or NO_PERMISSIONS), when Auth is AuthMLflow.
+	DefaultPermission = "DEPLOY_MLFLOW_DEFAULT_PERMISSION"
+
+	// FlaskSecretKey is MLflow's own variable for the auth app's Flask secret key (CSRF tokens), which
+	// must be the same on every instance: from a secret when the action's input names one; otherwise the
+	// server derives it from the admin password (HKDF-SHA256, info "deploy-mlflow flask secret key").
+	FlaskSecretKey = "MLFLOW_FLASK_SERVER_SECRET_KEY"
+
+	// KEKPassphrase is MLflow's variable for the passphrase that encrypts AI Gateway provider keys in the
+	// tracking database (from a secret, pinned).
+	KEKPassphrase = "MLFLOW_CRYPTO_KEK_PASSPHRASE"
 )
 
 // Auth modes.
 const (
 	AuthBasic = "basic"
 	AuthIAM   = "iam"
+	// AuthMLflow: MLflow's own authentication app (mlflow server --app-name basic-auth): users and
+	// per-resource permissions in the tracking database; the server passes credentials through.
+	AuthMLflow = "mlflow"
 )
 
 // HealthPath answers 200 only once MLflow answers its own /health; it needs no credentials. Cloud Run's

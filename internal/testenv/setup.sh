@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine, and nothing twice:
 # PostgreSQL, the CNCF distribution registry and Chromium (for the browser test) from Debian's packages, and a Python virtualenv
-# with MLflow (the version the action deploys by default), its PostgreSQL and GCS extras and scikit-learn.
+# with MLflow (the version the action deploys by default) and its auth extra (Flask-WTF), its PostgreSQL and GCS
+# drivers and scikit-learn; an existing virtualenv gets what it lacks.
 # Prints the virtualenv's path as its last line.
 set -euo pipefail
 
@@ -27,10 +28,18 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 venv="${DEPLOY_MLFLOW_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/deploy-mlflow/venv-mlflow-$mlflow_version}"
-if [ ! -x "$venv/bin/mlflow" ] || ! "$venv/bin/python" -c 'import mlflow, sklearn, psycopg2, google.cloud.storage' >/dev/null 2>&1; then
-  echo "setup: creating $venv with mlflow==$mlflow_version" >&2
+# mlflow[auth] brings Flask-WTF, which MLflow's own authentication app (--app-name basic-auth) needs.
+packages=("mlflow[auth]==$mlflow_version" psycopg2-binary google-cloud-storage scikit-learn)
+imports='import mlflow, flask_wtf, sklearn, psycopg2, google.cloud.storage'
+if [ ! -x "$venv/bin/mlflow" ]; then
+  echo "setup: creating $venv with mlflow[auth]==$mlflow_version" >&2
   python3 -m venv "$venv" >&2
-  "$venv/bin/pip" install -q --disable-pip-version-check \
-    "mlflow==$mlflow_version" psycopg2-binary google-cloud-storage scikit-learn >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check "${packages[@]}" >&2
+elif ! "$venv/bin/python" -c "$imports" >/dev/null 2>&1; then
+  # An existing virtualenv (named by the MLflow version) that lacks a package gets what is missing; pip
+  # keeps what is installed at the pinned versions.
+  echo "setup: adding what is missing to $venv (mlflow[auth]==$mlflow_version and the rest)" >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check "${packages[@]}" >&2
 fi
+"$venv/bin/python" -c "$imports" || { echo "setup: $venv still cannot import what the tests need ($imports); remove it and run setup again" >&2; exit 1; }
 echo "$venv"
