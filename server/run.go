@@ -106,7 +106,7 @@ func run(ctx context.Context, e env, stdout io.Writer) error {
 		return fail(err)
 	}
 	mlflowAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	mlflow, err := startChild(log, cfg.mlflow, []string{"server"}, mlflowEnv(e.environ, cfg, port))
+	mlflow, err := startMLflowServer(log, cfg.mlflow, []string{"server"}, mlflowEnv(e.environ, cfg, port))
 	if err != nil {
 		shutdown(0, "")
 		return fail(err)
