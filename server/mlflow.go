@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -378,4 +380,42 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// warmUpTimeout bounds warmUp: a store that takes longer to open is MLflow's to report, per request.
+const warmUpTimeout = 30 * time.Second
+
+// warmUp asks MLflow for the Default experiment once it answers /health, before the server reports ready.
+// A uvicorn worker opens the tracking store (SQLAlchemy engine, MLflow's own schema check, the Default
+// experiment on a new database) at its first request; `mlflow server` also opened it once before starting
+// uvicorn, which the direct launch skips. This request restores "the Default experiment exists once the
+// server is ready", surfaces a store that cannot open in the log at start, and takes that cost off the first
+// client's request (in the worker that answers it). Its failures are only logged; it returns an error only
+// when ctx ended, and then the server is stopping.
+func warmUp(ctx context.Context, log *logger, addr string) error {
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, warmUpTimeout)
+	defer cancel()
+	start := time.Now()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/api/2.0/mlflow/experiments/get?experiment_id=0", nil)
+	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	resp, err := client.Do(req)
+	if parent.Err() != nil {
+		return parent.Err()
+	}
+	if err != nil {
+		log.warn("MLflow's first request (the Default experiment) failed: "+err.Error(), "duration", time.Since(start))
+		return nil
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		log.info("MLflow's tracking store is open", "duration", time.Since(start))
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		// MLflow's own authentication (--app-name) guards the API; the CLI opened the store then.
+	default:
+		log.warn("MLflow's first request (the Default experiment) answered "+resp.Status+": "+string(body), "duration", time.Since(start))
+	}
+	return nil
 }

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -197,4 +201,53 @@ func TestDirectLaunch(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWarmUp: the first request asks for the Default experiment; a failure is logged but does not stop
+// the start, authentication is left alone, and only the end of ctx is returned.
+func TestWarmUp(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		status  int
+		want    string // in the log; "" for nothing at WARNING
+		wantErr bool
+	}{
+		{status: http.StatusOK, want: "tracking store is open"},
+		{status: http.StatusInternalServerError, want: `answered 500 Internal Server Error: {\"error_code\":\"x\"}`},
+		{status: http.StatusUnauthorized},
+	}
+	for _, tt := range tests {
+		t.Run(strconv.Itoa(tt.status), func(t *testing.T) {
+			t.Parallel()
+			var path string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				path = r.URL.RequestURI()
+				w.WriteHeader(tt.status)
+				_, _ = w.Write([]byte(`{"error_code":"x"}`))
+			}))
+			defer srv.Close()
+			out := &lineWriter{}
+			if err := warmUp(context.Background(), newLogger(out, newRedactor()), srv.Listener.Addr().String()); err != nil {
+				t.Fatal(err)
+			}
+			if path != "/api/2.0/mlflow/experiments/get?experiment_id=0" {
+				t.Errorf("asked for %s", path)
+			}
+			if tt.want != "" && !strings.Contains(out.String(), tt.want) || tt.want == "" && strings.Contains(out.String(), "WARNING") {
+				t.Errorf("log:\n%s\nwant %q", out, tt.want)
+			}
+		})
+	}
+	t.Run("stopping", func(t *testing.T) {
+		t.Parallel()
+		ctx, cancel := context.WithCancel(context.Background())
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			cancel()
+			<-r.Context().Done()
+		}))
+		defer srv.Close()
+		if err := warmUp(ctx, newLogger(&lineWriter{}, newRedactor()), srv.Listener.Addr().String()); err == nil {
+			t.Error("warmUp returned nil after ctx ended; the server would report ready while stopping")
+		}
+	})
 }

@@ -117,7 +117,7 @@ func run(ctx context.Context, e env, stdout io.Writer) error {
 	defer stopHealth()
 	go func() {
 		start := time.Now()
-		if pollHealth(healthCtx, mlflowAddr) == nil {
+		if pollHealth(healthCtx, mlflowAddr) == nil && warmUp(healthCtx, log, mlflowAddr) == nil {
 			h.setMLflow(proxy)
 			log.info("MLflow is ready", "event", "ready", "startup", time.Since(start))
 		}
