@@ -219,9 +219,9 @@ func TestWarmUp(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(strconv.Itoa(tt.status), func(t *testing.T) {
 			t.Parallel()
-			var path string
+			paths := make(chan string, 10)
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				path = r.URL.RequestURI()
+				paths <- r.URL.RequestURI()
 				w.WriteHeader(tt.status)
 				_, _ = w.Write([]byte(`{"error_code":"x"}`))
 			}))
@@ -230,8 +230,14 @@ func TestWarmUp(t *testing.T) {
 			if err := warmUp(context.Background(), newLogger(out, newRedactor()), srv.Listener.Addr().String()); err != nil {
 				t.Fatal(err)
 			}
-			if path != "/api/2.0/mlflow/experiments/get?experiment_id=0" {
-				t.Errorf("asked for %s", path)
+			srv.Close() // waits for the handler
+			close(paths)
+			var got []string
+			for p := range paths {
+				got = append(got, p)
+			}
+			if len(got) != 1 || got[0] != "/api/2.0/mlflow/experiments/get?experiment_id=0" {
+				t.Errorf("asked for %q, want the Default experiment once", got)
 			}
 			if tt.want != "" && !strings.Contains(out.String(), tt.want) || tt.want == "" && strings.Contains(out.String(), "WARNING") {
 				t.Errorf("log:\n%s\nwant %q", out, tt.want)
