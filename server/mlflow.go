@@ -2,11 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -251,4 +258,164 @@ func runChild(ctx context.Context, log *logger, mlflow string, args, env []strin
 		c.stop(2 * time.Second)
 		return ctx.Err()
 	}
+}
+
+// directLaunchVersions are the MLflow releases whose `mlflow server` startMLflowServer has read and
+// reproduces (mlflow/cli/__init__.py: server, mlflow/server/__init__.py: _run_server). How the CLI hands
+// its settings to uvicorn's workers is MLflow's internal affair and may change in any release: for others,
+// the server runs `mlflow server`.
+var directLaunchVersions = map[string]bool{"3.17.2": true}
+
+// cliOnlySettings are settings of `mlflow server` that the direct launch does not reproduce: set, they
+// make the server run the CLI.
+var cliOnlySettings = []string{
+	"MLFLOW_GUNICORN_OPTS", "MLFLOW_EXPOSE_PROMETHEUS", "MLFLOW_ENABLE_WORKSPACES", "MLFLOW_WORKSPACE_STORE_URI",
+	"MLFLOW_WORKSPACE", "MLFLOW_TRACE_ARCHIVAL_CONFIG", "MLFLOW_READ_REPLICA_BACKEND_STORE_URI",
+	"MLFLOW_REGISTRY_STORE_URI", "MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE", "MLFLOW_SQL_TRACE_ROLLUPS_ENABLED",
+	"MLFLOW_DEFAULT_ARTIFACT_ROOT", "MLFLOW_STATIC_PREFIX", "MLFLOW_ARTIFACTS_ONLY",
+}
+
+// directLaunch builds what `mlflow server` would run for the settings in env, without the CLI: the CLI
+// imports all of MLflow (seconds) only to start `python -m uvicorn` with a few internal variables, and each
+// uvicorn worker imports MLflow again anyway. It returns why not when the CLI has to run: arguments beyond
+// "server" (e.g. --app-name), an unknown release, or a setting only the CLI handles.
+//
+// What the CLI does and this skips: initialize_backend_stores, which creates the tables of an empty
+// database (upgradeSchema has done that before MLflow starts); validate_sql_trace_rollup_startup, which
+// refuses to start with trace-rollup rows while rollups are off (rollups need job execution, which the
+// server turns off); and its usage-telemetry event.
+func directLaunch(inst mlflowInstall, args, env []string, bootID string) (argv, outEnv []string, whyNot string) {
+	if len(args) != 1 || args[0] != "server" {
+		return nil, nil, fmt.Sprintf("arguments %q", args)
+	}
+	if !directLaunchVersions[inst.version] {
+		return nil, nil, "MLflow " + inst.version + " is not a release whose server command this server reproduces"
+	}
+	vars := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	for _, k := range cliOnlySettings {
+		if vars[k] != "" {
+			return nil, nil, k + " is set"
+		}
+	}
+	if vars["MLFLOW_SERVE_ARTIFACTS"] != "true" || vars["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] != "false" {
+		return nil, nil, "artifacts not served or job execution on"
+	}
+	host, port, dest, backend := vars["MLFLOW_HOST"], vars["MLFLOW_PORT"], vars["MLFLOW_ARTIFACTS_DESTINATION"], vars["MLFLOW_BACKEND_STORE_URI"]
+	if host == "" || port == "" || dest == "" || backend == "" {
+		return nil, nil, "host, port, backend store or artifacts destination unset"
+	}
+	workers := "4" // the CLI's default
+	if w := vars["MLFLOW_WORKERS"]; w != "" {
+		if n, err := strconv.Atoi(w); err != nil || n < 1 {
+			return nil, nil, "MLFLOW_WORKERS=" + w + " is not a positive number"
+		}
+		workers = w
+	}
+	// The CLI splits the options with Python's shlex; without quotes or escapes that is splitting at spaces.
+	opts := vars["MLFLOW_UVICORN_OPTS"]
+	if strings.ContainsAny(opts, `"'\`) {
+		return nil, nil, "MLFLOW_UVICORN_OPTS has quotes or escapes"
+	}
+	argv = []string{inst.python, "-m", "uvicorn"}
+	argv = append(argv, strings.Fields(opts)...)
+	if !slices.ContainsFunc(argv, func(o string) bool { return o == "--log-config" || strings.HasPrefix(o, "--log-config=") }) {
+		argv = append(argv, "--log-config", filepath.Join(inst.sitePackages, "mlflow", "server", "uvicorn_log_config.yaml"))
+	}
+	argv = append(argv, "--host", host, "--port", port, "--workers", workers, "mlflow.server.fastapi_app:app")
+
+	// What _run_server hands its workers, and what the CLI writes into its own environment first.
+	set := map[string]string{
+		"_MLFLOW_SERVER_FILE_STORE":            backend,
+		"_MLFLOW_SERVER_REGISTRY_STORE":        backend,
+		"_MLFLOW_SERVER_ARTIFACT_ROOT":         "mlflow-artifacts:/",
+		"_MLFLOW_SERVER_SERVE_ARTIFACTS":       "true",
+		"_MLFLOW_SERVER_ARTIFACT_DESTINATION":  dest,
+		"MLFLOW_SERVER_SECRETS_CACHE_TTL":      "60",   // --secrets-cache-ttl's default; it has no variable
+		"MLFLOW_SERVER_SECRETS_CACHE_MAX_SIZE": "1000", // likewise --secrets-cache-max-size
+		"_MLFLOW_SERVER_BOOT_ID":               bootID,
+		"_MLFLOW_IN_JOB_EXECUTOR":              "false",
+		"_MLFLOW_SGI_NAME":                     "uvicorn",
+		"MLFLOW_ENABLE_WORKSPACES":             "false",
+	}
+	if vars["MLFLOW_SERVER_X_FRAME_OPTIONS"] == "" {
+		set["MLFLOW_SERVER_X_FRAME_OPTIONS"] = "SAMEORIGIN" // --x-frame-options' default
+	}
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, ok := set[k]; !ok {
+			outEnv = append(outEnv, kv)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(set)) {
+		outEnv = append(outEnv, k+"="+set[k])
+	}
+	return argv, outEnv, ""
+}
+
+// startMLflowServer starts MLflow's server: uvicorn directly when directLaunch can reproduce `mlflow
+// server`, else the CLI. The log says which and why.
+func startMLflowServer(log *logger, mlflow string, args, env []string) (*child, error) {
+	inst, err := inspectMLflow(mlflow)
+	whyNot := ""
+	if err != nil {
+		whyNot = err.Error()
+	} else {
+		argv, denv, why := directLaunch(inst, args, env, randomHex(16))
+		if why == "" {
+			log.info("starting MLflow's uvicorn directly, as `mlflow server` "+inst.version+" would", "launch", "uvicorn")
+			return startChild(log, argv[0], argv[1:], denv)
+		}
+		whyNot = why
+	}
+	log.info("starting MLflow through `mlflow server`: "+whyNot, "launch", "cli")
+	return startChild(log, mlflow, args, env)
+}
+
+// randomHex is n random bytes in hex, as uuid4().hex is for the CLI's boot id.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// warmUpTimeout bounds warmUp: a store that takes longer to open is MLflow's to report, per request.
+const warmUpTimeout = 30 * time.Second
+
+// warmUp asks MLflow for the Default experiment once it answers /health, before the server reports ready.
+// A uvicorn worker opens the tracking store (SQLAlchemy engine, MLflow's own schema check, the Default
+// experiment on a new database) at its first request; `mlflow server` also opened it once before starting
+// uvicorn, which the direct launch skips. This request restores "the Default experiment exists once the
+// server is ready", surfaces a store that cannot open in the log at start, and takes that cost off the first
+// client's request (in the worker that answers it). Its failures are only logged; it returns an error only
+// when ctx ended, and then the server is stopping.
+func warmUp(ctx context.Context, log *logger, addr string) error {
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, warmUpTimeout)
+	defer cancel()
+	start := time.Now()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/api/2.0/mlflow/experiments/get?experiment_id=0", nil)
+	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	resp, err := client.Do(req)
+	if parent.Err() != nil {
+		return parent.Err()
+	}
+	if err != nil {
+		log.warn("MLflow's first request (the Default experiment) failed: "+err.Error(), "duration", time.Since(start))
+		return nil
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		log.info("MLflow's tracking store is open", "duration", time.Since(start))
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		// MLflow's own authentication (--app-name) guards the API; the CLI opened the store then.
+	default:
+		log.warn("MLflow's first request (the Default experiment) answered "+resp.Status+": "+string(body), "duration", time.Since(start))
+	}
+	return nil
 }

@@ -118,7 +118,7 @@ func run(ctx context.Context, e env, stdout io.Writer) error {
 		return fail(err)
 	}
 	mlflowAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	mlflow, err := startChild(log, cfg.mlflow, mlAuth.serverArgs(), append(mlAuth.environ(mlflowEnv(e.environ, cfg, port)), storeEnv...))
+	mlflow, err := startMLflowServer(log, cfg.mlflow, mlAuth.serverArgs(), append(mlAuth.environ(mlflowEnv(e.environ, cfg, port)), storeEnv...))
 	if err != nil {
 		shutdown(0, "")
 		return fail(err)
@@ -129,7 +129,7 @@ func run(ctx context.Context, e env, stdout io.Writer) error {
 	defer stopHealth()
 	go func() {
 		start := time.Now()
-		if pollHealth(healthCtx, mlflowAddr) == nil {
+		if pollHealth(healthCtx, mlflowAddr) == nil && warmUp(healthCtx, log, mlflowAddr) == nil {
 			h.setMLflow(proxy)
 			log.info("MLflow is ready", "event", "ready", "startup", time.Since(start))
 		}

@@ -93,6 +93,13 @@ func upgradeSchema(ctx context.Context, log *logger, c config, env []string) err
 		_ = conn.Close(cctx)
 	}()
 
+	// The marker is read without the lock: when it holds, no instance of this release has anything to
+	// migrate, and the common start takes neither the lock nor a Python start.
+	version := installedVersion(log, c.mlflow)
+	if current(waitCtx, log, conn, version) {
+		return nil
+	}
+
 	var locked bool
 	if err := conn.QueryRow(waitCtx, "SELECT pg_try_advisory_lock($1)", schemaLockKey).Scan(&locked); err != nil {
 		return fmt.Errorf("take the schema lock: %w", err)
@@ -115,6 +122,10 @@ func upgradeSchema(ctx context.Context, log *logger, c config, env []string) err
 		_, _ = conn.Exec(uctx, "SELECT pg_advisory_unlock($1)", schemaLockKey)
 	}()
 
+	// Another instance may have upgraded while this one waited for the lock.
+	if current(waitCtx, log, conn, version) {
+		return nil
+	}
 	before, err := schemaVersion(waitCtx, conn)
 	if err != nil {
 		return err
@@ -130,8 +141,12 @@ func upgradeSchema(ctx context.Context, log *logger, c config, env []string) err
 	if after == "" {
 		return errors.New("mlflow db upgrade left no alembic_version in the database: check the database user's rights and MLflow's output above")
 	}
+	if err := writeMarker(ctx, conn, version, after); err != nil {
+		// Only the next start's speed depends on it.
+		log.warn("the next start will run mlflow db upgrade again: " + err.Error() + ": grant the database user CREATE on the schema to let starts skip it")
+	}
 	if before == after {
-		log.info("database schema already current at "+after, "event", eventSchemaCurrent, "schemaVersion", after, "duration", time.Since(start))
+		log.info("database schema already current at "+after, "event", eventSchemaCurrent, "checkedBy", "mlflow db upgrade", "schemaVersion", after, "duration", time.Since(start))
 	} else {
 		from := before
 		if from == "" {
@@ -198,4 +213,33 @@ func schemaVersion(ctx context.Context, conn *pgx.Conn) (string, error) {
 		return "", fmt.Errorf("read the schema version: %w", err)
 	}
 	return strings.Join(versions, ","), nil
+}
+
+// installedVersion is the MLflow release behind the mlflow executable, "" when its files do not say; the
+// marker is then neither read nor written, and every start runs `mlflow db upgrade`.
+func installedVersion(log *logger, mlflow string) string {
+	inst, err := inspectMLflow(mlflow)
+	if err != nil {
+		log.info("MLflow's release unknown, so every start runs mlflow db upgrade: " + err.Error())
+		return ""
+	}
+	return inst.version
+}
+
+// current reports whether the schema marker for version holds, logging the schema-current event if so. An
+// error reading it is only logged: the locked upgrade that follows is always safe.
+func current(ctx context.Context, log *logger, conn *pgx.Conn, version string) bool {
+	if version == "" {
+		return false
+	}
+	rev, ok, err := markedCurrent(ctx, conn, version)
+	if err != nil {
+		log.warn("could not read the schema marker; running mlflow db upgrade: " + err.Error())
+		return false
+	}
+	if ok {
+		log.info("database schema current at "+rev+", as MLflow "+version+"'s upgrade left it; mlflow db upgrade skipped",
+			"event", eventSchemaCurrent, "checkedBy", "marker", "schemaVersion", rev, "mlflowVersion", version)
+	}
+	return ok
 }

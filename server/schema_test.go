@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/url"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -181,5 +184,118 @@ func TestSchemaVersion(t *testing.T) {
 	conn.Close(ctx)
 	if _, err := schemaVersion(ctx, conn); err == nil || !strings.Contains(err.Error(), "read the schema version") {
 		t.Errorf("schemaVersion on a closed connection: %v", err)
+	}
+}
+
+// outdatedDatabase creates a database at the schema MLflow expects, then takes it one revision back with
+// MLflow's own downgrade of its newest migration, so that `mlflow db upgrade` has real work to do. It
+// returns the database and the revisions before and after.
+func outdatedDatabase(t *testing.T) (db, previous, head string) {
+	t.Helper()
+	db = newDatabase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	run := func(name string, args ...string) {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, name, args...)
+		cmd.Env = append(os.Environ(), "MLFLOW_DISABLE_TELEMETRY=true")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s %q: %v\n%s", name, args, err, out)
+		}
+	}
+	version := func() string {
+		t.Helper()
+		conn, err := pgx.Connect(ctx, world.pg.URL(db))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		v, err := schemaVersion(ctx, conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	run(world.mlflow, "db", "upgrade", backendURI(db))
+	head = version()
+	run(world.python, "-c", `import sys
+from alembic import command
+from mlflow.store.db.utils import _get_alembic_config
+command.downgrade(_get_alembic_config(sys.argv[1]), "-1")`, backendURI(db))
+	previous = version()
+	if previous == "" || previous == head {
+		t.Fatalf("the downgrade left alembic at %q, from %q", previous, head)
+	}
+	return db, previous, head
+}
+
+// TestOutdatedSchemaMigratedOnce starts three instances at once on a database one migration behind, whose
+// marker lies (it says this release's upgrade left the database current, as after a restored backup):
+// the marker is not trusted, exactly one instance migrates, under the lock; the other two then find the
+// marker true and skip `mlflow db upgrade`; all three serve, through uvicorn started directly.
+func TestOutdatedSchemaMigratedOnce(t *testing.T) {
+	needWorld(t)
+	db, previous, head := outdatedDatabase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, world.pg.URL(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if err := writeMarker(ctx, conn, "3.17.2", head); err != nil {
+		t.Fatal(err)
+	}
+
+	var instances []*instance
+	for range 3 {
+		// One worker each: three MLflows start on two cores here.
+		instances = append(instances, startInstance(t, db, "MLFLOW_WORKERS=1"))
+	}
+	var wg sync.WaitGroup
+	for _, in := range instances {
+		wg.Go(func() { in.waitHealthy(t) })
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+
+	var migrated, byMarker, direct int
+	for i, in := range instances {
+		var upgraded, ran bool
+		for _, e := range in.entries(t) {
+			switch {
+			case e["event"] == eventSchemaMigrated:
+				migrated++
+				upgraded = true
+				if e["schemaFrom"] != previous || e["schemaVersion"] != head {
+					t.Errorf("instance %d migrated from %v to %v, want from %s to %s", i, e["schemaFrom"], e["schemaVersion"], previous, head)
+				}
+			case e["event"] == eventSchemaCurrent && e["checkedBy"] == "marker":
+				byMarker++
+			case e["launch"] == "uvicorn":
+				direct++
+			}
+			// What every `mlflow db upgrade` of an existing database logs (mlflow.store.db.utils._upgrade_db).
+			if msg, _ := e["message"].(string); strings.Contains(msg, "Updating database tables") {
+				ran = true
+			}
+		}
+		if ran != upgraded {
+			t.Errorf("instance %d: mlflow db upgrade ran: %v; migrated: %v; want both or neither", i, ran, upgraded)
+		}
+	}
+	if migrated != 1 || byMarker != 2 || direct != 3 {
+		t.Errorf("migrated by %d instances, found current by the marker by %d, uvicorn started directly by %d; want 1, 2, 3", migrated, byMarker, direct)
+	}
+	if live, ok, err := markedCurrent(ctx, conn, "3.17.2"); err != nil || !ok || live != head {
+		t.Errorf("after the start: marker holds %v at %q (%v); want it to hold at %s", ok, live, err, head)
+	}
+	for i, in := range instances {
+		var out struct {
+			ID string `json:"experiment_id"`
+		}
+		in.api(t, "POST", "/api/2.0/mlflow/experiments/create", map[string]any{"name": fmt.Sprintf("from-%d", i)}, &out)
 	}
 }
