@@ -49,7 +49,8 @@ func TestDesired(t *testing.T) {
 	t.Parallel()
 	c := testConfig(t, map[string]string{
 		"INPUT_SECRETS":            "API_KEY=api_key:4\n/secrets/creds.json=sa_key\n/secrets/other.json=sa_key:2",
-		"INPUT_ENV_VARS":           "MLFLOW_WORKERS=3",
+		"INPUT_ENV_VARS":           "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE=3",
+		"INPUT_WORKERS":            "3",
 		"INPUT_CLOUDSQL_INSTANCES": "my-project:us-central1:db",
 		"INPUT_SERVICE_ACCOUNT":    "mlflow@my-project.iam.gserviceaccount.com",
 		"INPUT_LABELS":             "team=ml",
@@ -81,8 +82,9 @@ func TestDesired(t *testing.T) {
 					plain(serverenv.Auth, "basic"),
 					secret(serverenv.Username, "mlflow_id", "latest"),
 					secret(serverenv.Password, "projects/the-vault/secrets/mlflow_pass", "latest"),
-					secret("API_KEY", "api_key", "4"),
 					plain("MLFLOW_WORKERS", "3"),
+					secret("API_KEY", "api_key", "4"),
+					plain("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "3"),
 				},
 				// CpuIdle keeps request-only billing, which setting resources would otherwise turn off.
 				Resources: &runpb.ResourceRequirements{Limits: map[string]string{"cpu": "1", "memory": "2Gi"}, CpuIdle: true, StartupCpuBoost: true},
