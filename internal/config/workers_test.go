@@ -47,7 +47,7 @@ func TestParseWorkers(t *testing.T) {
 		{map[string]string{"INPUT_CPU": "2", "INPUT_MEMORY": "4Gi"}, 4},
 		{map[string]string{"INPUT_MEMORY": "512Mi"}, 1},
 		{map[string]string{"INPUT_WORKERS": "1"}, 1},
-		{map[string]string{"INPUT_WORKERS": "7"}, 7},                       // 256Mi + 7 x 256Mi = 2Gi exactly
+		{map[string]string{"INPUT_WORKERS": "7"}, 7},                        // 256Mi + 7 x 256Mi = 2Gi exactly
 		{map[string]string{"INPUT_WORKERS": "3", "INPUT_MEMORY": "1Gi"}, 3}, // 1Gi exactly
 		{map[string]string{"INPUT_WORKERS": "32", "INPUT_CPU": "8", "INPUT_MEMORY": "32Gi"}, 32},
 	}
