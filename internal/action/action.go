@@ -107,6 +107,7 @@ func deploySteps(ctx context.Context, getenv func(string) string, gh *githubacti
 	if cfg.RemoveTag != "" {
 		return removeTag(ctx, getenv, ts, cfg, gh)
 	}
+	warnDefaultKEK(gh, cfg)
 
 	gh.Group("Secrets")
 	resolved, err := checkSecrets(ctx, getenv, ts, cfg, gh)
@@ -337,7 +338,7 @@ func serviceURL(res *cloudrun.Result) string {
 // reachability says who can reach the service, as Cloud Run reports it.
 func reachability(svc *runpb.Service) string {
 	if svc.GetInvokerIamDisabled() {
-		return "public: Cloud Run's invoker IAM check is disabled; the server's basic auth guards it"
+		return "public: Cloud Run's invoker IAM check is disabled; the server's basic auth or MLflow's own login guards it"
 	}
 	return "private: callers need roles/run.invoker and an identity token"
 }

@@ -378,7 +378,7 @@ func checkAccess(t *testing.T, c *cloud, public bool) {
 	}
 	want := "private: callers need roles/run.invoker and an identity token"
 	if public {
-		want = "public: Cloud Run's invoker IAM check is disabled; the server's basic auth guards it"
+		want = "public: Cloud Run's invoker IAM check is disabled; the server's basic auth or MLflow's own login guards it"
 	}
 	summary, _ := os.ReadFile(c.env["GITHUB_STEP_SUMMARY"])
 	if !strings.Contains(c.out.String(), "mlflow is "+want) || !strings.Contains(string(summary), "| access | "+want+" |") {

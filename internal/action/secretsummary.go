@@ -34,5 +34,24 @@ func secretsSummary(cfg *config.Config, resolved *secrets.Resolution) string {
 	for _, line := range resolved.Lines(cfg.ProjectID) {
 		fmt.Fprintf(&b, "- %s\n", line)
 	}
+	if cfg.UsesDefaultKEK() {
+		fmt.Fprintf(&b, "\n> [!WARNING]\n> %s\n", defaultKEK)
+	}
 	return b.String()
+}
+
+// defaultKEK says what happens without kek_passphrase_secret and how to fix it; the warning annotation
+// and the step summary both show it. It names no value: MLflow's default passphrase is public anyway.
+const defaultKEK = "kek_passphrase_secret is not set, so AI Gateway provider keys (API keys of OpenAI, Anthropic and the like) " +
+	"stored in this MLflow would be encrypted with MLflow's default passphrase, which is public in its source: " +
+	"anyone who can read the tracking database could decrypt them. To fix it, create a secret holding a long random passphrase " +
+	"(openssl rand -base64 32 | gcloud secrets create mlflow_kek --data-file=-), let the runtime service account read it " +
+	"(roles/secretmanager.secretAccessor), and set kek_passphrase_secret: mlflow_kek. " +
+	"If keys are stored already, first re-encrypt them under the new passphrase with mlflow crypto rotate-kek."
+
+// warnDefaultKEK annotates the run when MLflow would encrypt stored provider keys under its default passphrase.
+func warnDefaultKEK(gh *githubactions.Action, cfg *config.Config) {
+	if cfg.UsesDefaultKEK() {
+		gh.WithFieldsMap(map[string]string{"title": "deploy-mlflow input kek_passphrase_secret"}).Warningf("%s", defaultKEK)
+	}
 }

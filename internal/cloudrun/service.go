@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 
 	"cloud.google.com/go/run/apiv2/runpb"
@@ -90,11 +91,19 @@ func Desired(c *config.Config, image string) *runpb.Service {
 		Traffic: []*runpb.TrafficTarget{{Type: runpb.TrafficTargetAllocationType_TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, Percent: 100}},
 		// Cloud Run's recommended way to make a service public: it works where the domain-restricted-sharing
 		// organization policy refuses an allUsers binding.
-		InvokerIamDisabled: Public(c),
+		InvokerIamDisabled: public(c),
 	}
 }
 
-// env is the container's environment: the server's settings first, then the user's secrets and variables.
+// public is Public, which predates auth mlflow, extended to it: MLflow's auth app, like basic auth,
+// needs the Authorization header that Cloud Run IAM would claim, so both are public (config refuses
+// allow_unauthenticated: false with either, and true with auth iam).
+func public(c *config.Config) bool {
+	return Public(c) || c.Auth == serverenv.AuthMLflow && c.AllowUnauthed
+}
+
+// env is the container's environment: the server's settings first, then the secrets (the action's own
+// MLflow variables, then the user's) and the user's variables.
 func env(c *config.Config) []*runpb.EnvVar {
 	out := []*runpb.EnvVar{secretEnv(serverenv.BackendStoreURI, c.ProjectID, c.BackendStore)}
 	if c.ArtifactsDestinationSecret != nil {
@@ -103,12 +112,16 @@ func env(c *config.Config) []*runpb.EnvVar {
 		out = append(out, plainEnv(serverenv.ArtifactsDestination, c.ArtifactsDestination))
 	}
 	out = append(out, plainEnv(serverenv.Auth, c.Auth))
+	if c.DefaultPermission != "" {
+		out = append(out, plainEnv(serverenv.DefaultPermission, c.DefaultPermission))
+	}
 	if c.Username != nil {
 		out = append(out, secretEnv(serverenv.Username, c.ProjectID, *c.Username))
 	}
 	if c.Password != nil {
 		out = append(out, secretEnv(serverenv.Password, c.ProjectID, *c.Password))
 	}
+	out = append(out, plainEnv(serverenv.Workers, strconv.Itoa(int(c.Workers))))
 	for _, m := range c.Secrets {
 		if m.Env != "" {
 			out = append(out, secretEnv(m.Env, c.ProjectID, m.Ref))

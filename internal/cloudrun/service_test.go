@@ -49,7 +49,8 @@ func TestDesired(t *testing.T) {
 	t.Parallel()
 	c := testConfig(t, map[string]string{
 		"INPUT_SECRETS":            "API_KEY=api_key:4\n/secrets/creds.json=sa_key\n/secrets/other.json=sa_key:2",
-		"INPUT_ENV_VARS":           "MLFLOW_WORKERS=3",
+		"INPUT_ENV_VARS":           "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE=3",
+		"INPUT_WORKERS":            "3",
 		"INPUT_CLOUDSQL_INSTANCES": "my-project:us-central1:db",
 		"INPUT_SERVICE_ACCOUNT":    "mlflow@my-project.iam.gserviceaccount.com",
 		"INPUT_LABELS":             "team=ml",
@@ -81,8 +82,9 @@ func TestDesired(t *testing.T) {
 					plain(serverenv.Auth, "basic"),
 					secret(serverenv.Username, "mlflow_id", "latest"),
 					secret(serverenv.Password, "projects/the-vault/secrets/mlflow_pass", "latest"),
-					secret("API_KEY", "api_key", "4"),
 					plain("MLFLOW_WORKERS", "3"),
+					secret("API_KEY", "api_key", "4"),
+					plain("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "3"),
 				},
 				// CpuIdle keeps request-only billing, which setting resources would otherwise turn off.
 				Resources: &runpb.ResourceRequirements{Limits: map[string]string{"cpu": "1", "memory": "2Gi"}, CpuIdle: true, StartupCpuBoost: true},
@@ -141,5 +143,64 @@ func TestLogsURL(t *testing.T) {
 	t.Parallel()
 	if got := LogsURL(Name("p", "europe-west1", "mlflow")); got != "https://console.cloud.google.com/run/detail/europe-west1/mlflow/logs?project=p" {
 		t.Errorf("LogsURL = %s", got)
+	}
+}
+
+// TestDesiredAuthModes: the variables each auth mode sets, in order, with the secret each reads, and
+// whether the service is public.
+func TestDesiredAuthModes(t *testing.T) {
+	t.Parallel()
+	noUser := map[string]string{"INPUT_AUTH": "iam", "INPUT_USERNAME_SECRET": "", "INPUT_PASSWORD_SECRET": ""}
+	cases := []struct {
+		name   string
+		change map[string]string
+		env    []string // NAME=value, or NAME<-secret:version
+		public bool
+	}{
+		{"basic", nil, []string{
+			"DEPLOY_MLFLOW_AUTH=basic", "DEPLOY_MLFLOW_USERNAME<-mlflow_id:latest", "DEPLOY_MLFLOW_PASSWORD<-projects/the-vault/secrets/mlflow_pass:latest",
+			"MLFLOW_WORKERS=2",
+		}, true},
+		{"iam", noUser, []string{"DEPLOY_MLFLOW_AUTH=iam", "MLFLOW_WORKERS=2"}, false},
+		{"iam with kek", map[string]string{"INPUT_AUTH": "iam", "INPUT_USERNAME_SECRET": "", "INPUT_PASSWORD_SECRET": "", "INPUT_KEK_PASSPHRASE_SECRET": "kek:7"},
+			[]string{"DEPLOY_MLFLOW_AUTH=iam", "MLFLOW_WORKERS=2", "MLFLOW_CRYPTO_KEK_PASSPHRASE<-kek:7"}, false},
+		{"mlflow", map[string]string{"INPUT_AUTH": "mlflow"}, []string{
+			"DEPLOY_MLFLOW_AUTH=mlflow", "DEPLOY_MLFLOW_DEFAULT_PERMISSION=READ",
+			"DEPLOY_MLFLOW_USERNAME<-mlflow_id:latest", "DEPLOY_MLFLOW_PASSWORD<-projects/the-vault/secrets/mlflow_pass:latest",
+			"MLFLOW_WORKERS=2",
+		}, true},
+		{"mlflow with every secret", map[string]string{"INPUT_AUTH": "mlflow", "INPUT_DEFAULT_PERMISSION": "NO_PERMISSIONS",
+			"INPUT_FLASK_SECRET_KEY_SECRET": "flask_key", "INPUT_KEK_PASSPHRASE_SECRET": "projects/the-vault/secrets/kek/versions/3",
+			"INPUT_SECRETS": "API_KEY=api_key:4", "INPUT_CPU": "2", "INPUT_MEMORY": "4Gi"}, []string{
+			"DEPLOY_MLFLOW_AUTH=mlflow", "DEPLOY_MLFLOW_DEFAULT_PERMISSION=NO_PERMISSIONS",
+			"DEPLOY_MLFLOW_USERNAME<-mlflow_id:latest", "DEPLOY_MLFLOW_PASSWORD<-projects/the-vault/secrets/mlflow_pass:latest",
+			"MLFLOW_WORKERS=4",
+			"MLFLOW_FLASK_SERVER_SECRET_KEY<-flask_key:latest", "MLFLOW_CRYPTO_KEK_PASSPHRASE<-projects/the-vault/secrets/kek:3",
+			"API_KEY<-api_key:4",
+		}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			svc := Desired(testConfig(t, tc.change), testImage)
+			var got []string
+			for _, e := range svc.Template.Containers[0].Env {
+				switch e.Name {
+				case serverenv.BackendStoreURI, serverenv.ArtifactsDestination: // the same in every mode
+					continue
+				}
+				if ref := e.GetValueSource().GetSecretKeyRef(); ref != nil {
+					got = append(got, e.Name+"<-"+ref.Secret+":"+ref.Version)
+				} else {
+					got = append(got, e.Name+"="+e.GetValue())
+				}
+			}
+			if diff := cmp.Diff(tc.env, got); diff != "" {
+				t.Errorf("env (-want +got):\n%s", diff)
+			}
+			if svc.InvokerIamDisabled != tc.public {
+				t.Errorf("invoker_iam_disabled = %v, want %v", svc.InvokerIamDisabled, tc.public)
+			}
+		})
 	}
 }

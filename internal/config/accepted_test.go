@@ -20,7 +20,7 @@ func TestParseAcceptsEdges(t *testing.T) {
 		}},
 		{"62 labels", map[string]string{"INPUT_LABELS": manyLabels(62)}, func(c *Config) bool { return len(c.Labels) == 62 }},
 		{"secrets side by side", map[string]string{"INPUT_SECRETS": "/secrets/a/x=one\n/secrets/b/y=two\n/secrets/a/z=one:2\n/var/secrets/k=three"}, func(c *Config) bool { return len(c.Secrets) == 4 }},
-		{"server-looking but allowed env", map[string]string{"INPUT_ENV_VARS": "MLFLOW_WORKERS=2\nDEPLOY_MLFLOWX=1"}, func(c *Config) bool { return len(c.EnvVars) == 2 }},
+		{"server-looking but allowed env", map[string]string{"INPUT_ENV_VARS": "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE=2\nDEPLOY_MLFLOWX=1"}, func(c *Config) bool { return len(c.EnvVars) == 2 }},
 		{"pinned by default", nil, func(c *Config) bool { return c.PinSecretVersions }},
 		{"latest", map[string]string{"INPUT_SECRET_VERSIONS": "latest"}, func(c *Config) bool { return !c.PinSecretVersions }},
 		{"cpu millis", map[string]string{"INPUT_CPU": "2000m"}, func(c *Config) bool { return c.CPU == "2000m" }},

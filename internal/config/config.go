@@ -18,22 +18,31 @@ type Config struct {
 	ArtifactsDestination       string
 	ArtifactsDestinationSecret *SecretRef
 
-	Auth     string // serverenv.AuthBasic or serverenv.AuthIAM
+	Auth string // serverenv.AuthBasic, serverenv.AuthIAM or serverenv.AuthMLflow
+	// Username and Password are the basic-auth credentials, or with auth mlflow the first admin's.
 	Username *SecretRef
 	Password *SecretRef
+	// DefaultPermission is what MLflow's auth app gives new users on resources they do not own; set
+	// only with auth mlflow.
+	DefaultPermission string
 
 	// PinSecretVersions (secret_versions: pinned) asks for every secret reference whose version is
 	// latest to be resolved at deploy time to the version current then, so that every instance of a
 	// revision reads the same value.
 	PinSecretVersions bool
 
+	// Secrets are the secrets the container reads besides the ones above: first those that inputs of
+	// the action name as MLflow's own variables (flask_secret_key_secret, kek_passphrase_secret), then
+	// those of the secrets input. Each Ref.Input says which input.
 	Secrets           []SecretMount
 	EnvVars           []EnvVar
 	CloudSQLInstances []string
 	ServiceAccount    string
 
-	Memory        string
-	CPU           string
+	Memory string
+	CPU    string
+	// Workers is how many uvicorn workers MLflow runs in each instance (MLFLOW_WORKERS).
+	Workers       int32
 	MinInstances  int32
 	MaxInstances  int32
 	Concurrency   int32

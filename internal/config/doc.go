@@ -7,14 +7,16 @@
 //	project_id region service repository image mlflow_version base_image
 //	backend_store_secret artifacts_destination artifacts_destination_secret
 //	auth username_secret password_secret allow_unauthenticated
+//	default_permission flask_secret_key_secret kek_passphrase_secret
 //	secrets secret_versions env_vars cloudsql_instances service_account
-//	memory cpu min_instances max_instances concurrency timeout wait_timeout labels
+//	memory cpu workers min_instances max_instances concurrency timeout wait_timeout labels
 //
 // and from the environment: GOOGLE_CLOUD_PROJECT, GCLOUD_PROJECT and CLOUDSDK_CORE_PROJECT (the project
 // when project_id is unset, as google-github-actions/auth exports it), GITHUB_SHA, GITHUB_SERVER_URL and
 // GITHUB_REPOSITORY.
 //
 // Each step of Parse (parse.go) reads one group of inputs and checks it, using what earlier steps read;
-// secret references, secret mounts, resource sizes, env names, labels and Google's naming rules
-// (names.go) have their own files, each rule beside the URL of the reference it comes from.
+// auth modes (auth.go, mlflowauth.go), secret references, secret mounts, the secrets that inputs name as
+// MLflow's variables (serversecrets.go), resource sizes, workers, env names, labels and Google's naming
+// rules (names.go) have their own files, each rule beside the URL of the reference it comes from.
 package config

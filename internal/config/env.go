@@ -39,13 +39,18 @@ var cloudRunEnv = map[string]bool{"PORT": true, "K_SERVICE": true, "K_REVISION":
 // every service here, as no user variable needs it).
 const cloudRunEnvPrefix = "X_GOOGLE_"
 
-// serverEnvInput names the input that sets each of the server's variables.
+// serverEnvInput names the input that sets each variable the action sets itself: the server's, and
+// those of MLflow's that an input of the action fills in.
 var serverEnvInput = map[string]string{
 	serverenv.BackendStoreURI:      "backend_store_secret",
 	serverenv.ArtifactsDestination: "artifacts_destination or artifacts_destination_secret",
 	serverenv.Auth:                 "auth",
 	serverenv.Username:             "username_secret",
 	serverenv.Password:             "password_secret",
+	serverenv.DefaultPermission:    "default_permission",
+	serverenv.FlaskSecretKey:       "flask_secret_key_secret",
+	serverenv.KEKPassphrase:        "kek_passphrase_secret",
+	serverenv.Workers:              "workers",
 }
 
 // envNameProblem says why name cannot be a container variable and what to do instead, or "".
@@ -97,9 +102,10 @@ func (p *parser) checkEnvClash() {
 		}
 		seen[name] = input
 	}
-	n := len(serverEnvInput) // the server's variables, at most
+	n := len(serverEnvInput) // the action's own variables, at most
 	for _, m := range p.c.Secrets {
-		if m.Env != "" {
+		// The action's own are counted above, and envNameProblem keeps their names out of the inputs.
+		if m.Env != "" && m.Ref.Input == "secrets" {
 			check("secrets", m.Env)
 			n++
 		}

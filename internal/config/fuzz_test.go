@@ -156,6 +156,8 @@ func checkEnvName(t *testing.T, name string) {
 		t.Fatalf("accepted Cloud Run's own variable %s", name)
 	case strings.HasPrefix(name, "DEPLOY_MLFLOW_") || strings.HasPrefix(name, "X_GOOGLE_"):
 		t.Fatalf("accepted reserved variable %s", name)
+	case name == "MLFLOW_WORKERS" || name == "MLFLOW_FLASK_SERVER_SECRET_KEY" || name == "MLFLOW_CRYPTO_KEK_PASSPHRASE":
+		t.Fatalf("accepted %s, which an input of the action sets", name)
 	}
 }
 

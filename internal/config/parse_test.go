@@ -88,7 +88,7 @@ func TestParseOptional(t *testing.T) {
 	env["INPUT_ARTIFACTS_DESTINATION_SECRET"] = ""
 	env["INPUT_ARTIFACTS_DESTINATION"] = "gs://my-bucket/mlflow"
 	env["INPUT_SECRETS"] = "GOOGLE_KEY=projects/shared-proj/secrets/key/versions/2\n/secrets/creds.json=sa_key:3\nAPI_TOKEN=token"
-	env["INPUT_ENV_VARS"] = "MLFLOW_WORKERS=3\nNOTE=a,b"
+	env["INPUT_ENV_VARS"] = "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE=3\nNOTE=a,b"
 	env["INPUT_CLOUDSQL_INSTANCES"] = "my-project:us-central1:db, other-proj:europe-west1:db2"
 	env["INPUT_SERVICE_ACCOUNT"] = "mlflow@my-project.iam.gserviceaccount.com"
 	env["INPUT_MEMORY"] = "4Gi"

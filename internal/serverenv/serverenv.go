@@ -13,6 +13,20 @@ const (
 	// Username and Password are the HTTP basic-auth credentials (from secrets) when Auth is AuthBasic.
 	Username = "DEPLOY_MLFLOW_USERNAME"
 	Password = "DEPLOY_MLFLOW_PASSWORD"
+
+	// DefaultPermission is the permission MLflow's auth app gives new users on resources they do not own
+	// (READ, EDIT, MANAGE or NO_PERMISSIONS), when Auth is AuthMLflow.
+	DefaultPermission = "DEPLOY_MLFLOW_DEFAULT_PERMISSION"
+
+	// FlaskSecretKey is MLflow's own variable for the auth app's Flask secret key (CSRF tokens), which
+	// must be the same on every instance: from a secret when the action's input names one; otherwise the
+	// server derives it from the admin password (HKDF-SHA256, info "deploy-mlflow flask secret key").
+	FlaskSecretKey = "MLFLOW_FLASK_SERVER_SECRET_KEY"
+
+	// KEKPassphrase is MLflow's variable for the passphrase that encrypts AI Gateway provider keys in the
+	// tracking database (from a secret, pinned).
+	KEKPassphrase = "MLFLOW_CRYPTO_KEK_PASSPHRASE"
+
 	// MLflowCommand overrides the mlflow executable the server starts (default: "mlflow" on PATH).
 	MLflowCommand = "DEPLOY_MLFLOW_MLFLOW_COMMAND"
 	// ShutdownGrace is how long in-flight requests may run after SIGTERM (a Go duration; default and
