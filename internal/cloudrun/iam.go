@@ -29,7 +29,7 @@ var publicMembers = []string{allUsers, "allAuthenticatedUsers"}
 // Public tells whether the service is open to requests without a Google identity: only with auth: basic
 // (the server's basic auth guards it) and allow_unauthenticated. Desired sets invoker_iam_disabled from it.
 func Public(c *config.Config) bool {
-	return c.Auth == serverenv.AuthBasic && c.AllowUnauthed
+	return c.Auth != serverenv.AuthIAM && c.AllowUnauthed
 }
 
 // Invokers removes allUsers and allAuthenticatedUsers from the service's invoker role, and reports

@@ -86,6 +86,7 @@ func TestDesiredPublicAccess(t *testing.T) {
 		{"basic auth, public by default", nil, true},
 		{"basic auth, allow_unauthenticated true", map[string]string{"INPUT_ALLOW_UNAUTHENTICATED": "true"}, true},
 		{"iam auth", map[string]string{"INPUT_AUTH": "iam", "INPUT_USERNAME_SECRET": "", "INPUT_PASSWORD_SECRET": ""}, false},
+		{"mlflow auth, public by default", map[string]string{"INPUT_AUTH": "mlflow"}, true},
 	} {
 		c := testConfig(t, tc.inputs)
 		if got := Desired(c, testImage).InvokerIamDisabled; got != tc.want || Public(c) != tc.want {

@@ -91,15 +91,8 @@ func Desired(c *config.Config, image string) *runpb.Service {
 		Traffic: []*runpb.TrafficTarget{{Type: runpb.TrafficTargetAllocationType_TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, Percent: 100}},
 		// Cloud Run's recommended way to make a service public: it works where the domain-restricted-sharing
 		// organization policy refuses an allUsers binding.
-		InvokerIamDisabled: public(c),
+		InvokerIamDisabled: Public(c),
 	}
-}
-
-// public is Public, which predates auth mlflow, extended to it: MLflow's auth app, like basic auth,
-// needs the Authorization header that Cloud Run IAM would claim, so both are public (config refuses
-// allow_unauthenticated: false with either, and true with auth iam).
-func public(c *config.Config) bool {
-	return Public(c) || c.Auth == serverenv.AuthMLflow && c.AllowUnauthed
 }
 
 // env is the container's environment: the server's settings first, then the secrets (the action's own

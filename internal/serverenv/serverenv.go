@@ -8,9 +8,10 @@ const (
 	BackendStoreURI = "DEPLOY_MLFLOW_BACKEND_STORE_URI"
 	// ArtifactsDestination holds the gs:// URI where MLflow's artifact proxy stores artifacts.
 	ArtifactsDestination = "DEPLOY_MLFLOW_ARTIFACTS_DESTINATION"
-	// Auth is the auth mode: AuthBasic or AuthIAM.
+	// Auth is the auth mode: AuthBasic, AuthIAM or AuthMLflow.
 	Auth = "DEPLOY_MLFLOW_AUTH"
-	// Username and Password are the HTTP basic-auth credentials (from secrets) when Auth is AuthBasic.
+	// Username and Password are the HTTP basic-auth credentials (from secrets) when Auth is AuthBasic, and
+	// the first admin's when Auth is AuthMLflow.
 	Username = "DEPLOY_MLFLOW_USERNAME"
 	Password = "DEPLOY_MLFLOW_PASSWORD"
 
@@ -44,19 +45,6 @@ const (
 	DBPoolSize    = "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"
 	DBMaxOverflow = "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"
 	DBPoolRecycle = "MLFLOW_SQLALCHEMYSTORE_POOL_RECYCLE"
-
-	// DefaultPermission is the permission MLflow's auth app gives new users on resources they do not own
-	// (READ, EDIT, MANAGE or NO_PERMISSIONS), when Auth is AuthMLflow.
-	DefaultPermission = "DEPLOY_MLFLOW_DEFAULT_PERMISSION"
-
-	// FlaskSecretKey is MLflow's own variable for the auth app's Flask secret key (CSRF tokens), which
-	// must be the same on every instance: from a secret when the action's input names one; otherwise the
-	// server derives it from the admin password (HKDF-SHA256, info "deploy-mlflow flask secret key").
-	FlaskSecretKey = "MLFLOW_FLASK_SERVER_SECRET_KEY"
-
-	// KEKPassphrase is MLflow's variable for the passphrase that encrypts AI Gateway provider keys in the
-	// tracking database (from a secret, pinned).
-	KEKPassphrase = "MLFLOW_CRYPTO_KEK_PASSPHRASE"
 )
 
 // Auth modes.
