@@ -61,9 +61,9 @@ func actionOverhead(ctx context.Context, w *world, r *report) error {
 	}
 
 	s := r.section("3. The action's own overhead (redeploy)", "go run ./internal/bench -groups action", actionRuns)
-	s.add("\nThe action binary (`go build -trimpath .`, CGO_ENABLED=0) run with only the environment GitHub gives a container action "+
-		"(as localcloud.RunAction does), against internal/gcptest with WithInstantOperations and no Runtime, so the simulated rollout takes no time; "+
-		"Artifact Registry's front has docker-registry behind it; the base is gcptest.BaseImage with 10 layers of 1 MiB (a redeploy only HEADs base layers, "+
+	s.add("\nThe action binary (`go build -trimpath .`, CGO_ENABLED=0) run with only the environment GitHub gives a container action " +
+		"(as localcloud.RunAction does), against internal/gcptest with WithInstantOperations and no Runtime, so the simulated rollout takes no time; " +
+		"Artifact Registry's front has docker-registry behind it; the base is gcptest.BaseImage with 10 layers of 1 MiB (a redeploy only HEADs base layers, " +
 		"so their size does not matter). One untimed first deploy, then each run deploys a new commit. Peak RSS is wait4's ru_maxrss of the action process.")
 	if _, _, err := runAction(ctx, bin, env, "0000000000000000000000000000000000000000", w.dir); err != nil {
 		return fmt.Errorf("first deploy: %w", err)
@@ -108,9 +108,9 @@ func actionOverhead(ctx context.Context, w *world, r *report) error {
 	} else {
 		s.row("Cloud Run operation done → step ended", "not measured", fmt.Sprintf("the new revision was seen in %d of %d runs", len(tails), len(walls)), "< 2 s", "unknown")
 	}
-	s.add("\nThe operation's completion is approximated by when the service's latest ready revision changes, polled every 1 ms "+
-		"through gcptest's Run.Service (the stand-in completes the operation and readies the revision in the same locked step), so the "+
-		"figure is exact to about 1 ms plus the poll's own delay. An exact figure needs a hook in gcptest's operations.go: "+
+	s.add("\nThe operation's completion is approximated by when the service's latest ready revision changes, polled every 1 ms " +
+		"through gcptest's Run.Service (the stand-in completes the operation and readies the revision in the same locked step), so the " +
+		"figure is exact to about 1 ms plus the poll's own delay. An exact figure needs a hook in gcptest's operations.go: " +
 		"a callback (e.g. an option WithOperationDone(func(name string, at time.Time))) called from Run.complete.")
 	return nil
 }

@@ -53,7 +53,7 @@ func actionImage(ctx context.Context, w *world, r *report) error {
 		total += l.Size
 	}
 	s := r.section("5. The action's image", "make release-image RELEASE_REF=127.0.0.1:PORT/deploy-mlflow:bench RELEASE_SOURCE="+releaseSource, 1)
-	s.add("\nBuilt and pushed by `make release-image` (internal/release) to a local docker-registry, then read back: what a workflow pulls is the "+
+	s.add("\nBuilt and pushed by `make release-image` (internal/release) to a local docker-registry, then read back: what a workflow pulls is the " +
 		"manifest's layers and config (the size is deterministic for a commit: one run).")
 	s.table("figure", "bytes", "target", "result")
 	s.row(fmt.Sprintf("compressed size: %d layer(s) + config", len(m.Layers)), fmtBytes(total), "< 20 MB", verdict(total < 20e6))

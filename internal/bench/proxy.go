@@ -89,8 +89,12 @@ type countReader struct {
 	n int64
 }
 
-func (c *countReader) Read(b []byte) (int, error) { n, err := c.r.Read(b); c.n += int64(n); return n, err }
-func (c *countReader) Close() error               { return c.r.Close() }
+func (c *countReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	return n, err
+}
+func (c *countReader) Close() error { return c.r.Close() }
 
 type countWriter struct {
 	http.ResponseWriter

@@ -29,7 +29,9 @@ func (r *report) section(title, command string, runs int) *section {
 	return s
 }
 
-func (s *section) add(format string, args ...any) { s.lines = append(s.lines, fmt.Sprintf(format, args...)) }
+func (s *section) add(format string, args ...any) {
+	s.lines = append(s.lines, fmt.Sprintf(format, args...))
+}
 
 // table starts a markdown table with the given header cells.
 func (s *section) table(head ...string) {
