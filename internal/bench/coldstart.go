@@ -120,17 +120,18 @@ func coldOurs(ctx context.Context, w *world, db string) (float64, string, error)
 	return secs(end.Sub(start)), phases(srv.Lines(), start, end), nil
 }
 
-// phases lists the server's own log lines (not MLflow's, which carry a source) with their time since start.
+// phases lists the server's own log lines with their time since start.
 func phases(lines []string, start, end time.Time) string {
 	var b strings.Builder
 	for _, l := range lines {
 		var e struct {
-			Time    time.Time `json:"time"`
-			Message string    `json:"message"`
-			Source  string    `json:"source"`
-			Event   string    `json:"event"`
+			Time        time.Time       `json:"time"`
+			Message     string          `json:"message"`
+			Source      string          `json:"source"`
+			HTTPRequest json.RawMessage `json:"httpRequest"`
 		}
-		if json.Unmarshal([]byte(l), &e) != nil || e.Source != "" || e.Time.IsZero() {
+		// MLflow's relayed output carries a source, the request log an httpRequest: neither is a phase.
+		if json.Unmarshal([]byte(l), &e) != nil || e.Source != "" || e.HTTPRequest != nil || e.Time.IsZero() {
 			continue
 		}
 		if e.Time.After(end.Add(time.Second)) {

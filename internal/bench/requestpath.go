@@ -17,7 +17,7 @@ import (
 )
 
 const (
-	latencyRequests = 200             // sequential requests per operation and path, for p50/p99
+	latencyRequests = 100             // sequential requests per operation and path, for p50/p99
 	throughputRuns  = 3               // windows per operation and path, for the median throughput
 	throughputFor   = 2 * time.Second // each window
 	concurrency     = 8
@@ -60,9 +60,14 @@ func requestPath(ctx context.Context, w *world, r *report) error {
 	direct := target{"MLflow direct, HTTP/1.1", "http://" + started.MLflow, h1, false}
 	targets := []target{direct, ours1, ours2}
 
-	runID, err := newRun(ctx, direct)
-	if err != nil {
-		return err
+	// One run per concurrent client: MLflow refuses concurrent writes of the same run's tags and metrics.
+	var runIDs []string
+	for range concurrency {
+		id, err := newRun(ctx, direct)
+		if err != nil {
+			return err
+		}
+		runIDs = append(runIDs, id)
 	}
 	s := r.section("4. The server in the request path", "go run ./internal/bench -groups requestpath", throughputRuns)
 	s.add("\nOur server (basic auth on) in front of MLflow (`mlflow server` as the server starts it, PostgreSQL backend, local artifacts directory), "+
@@ -72,11 +77,11 @@ func requestPath(ctx context.Context, w *world, r *report) error {
 		"search_runs asks for 10 runs of the experiment; get_run reads that run. Overhead = ours − direct; the target is p50 overhead < max(5%% of direct, 1 ms).",
 		latencyRequests, concurrency, throughputFor, throughputRuns)
 	s.table("operation", "path", "p50", "p99", "throughput (req/s)", "p50 overhead", "target", "result")
-	for _, op := range operations(runID) {
+	for _, op := range operations(runIDs) {
 		lat := map[string][]float64{}
 		for i := range latencyRequests {
 			for _, t := range targets {
-				d, err := op.do(ctx, t, i)
+				d, err := op.do(ctx, t, 0, i)
 				if err != nil {
 					return fmt.Errorf("%s via %s: %w", op.name, t.name, err)
 				}
@@ -140,28 +145,30 @@ func call(ctx context.Context, t target, method, path string, body io.Reader) er
 		return err
 	}
 	defer resp.Body.Close()
-	b, _ := io.Copy(io.Discard, resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s %s: %s (%d bytes)", method, path, resp.Status, b)
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 500))
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, b)
 	}
-	return nil
+	_, err = io.Copy(io.Discard, resp.Body)
+	return err
 }
 
 type operation struct {
 	name string
-	req  func(i int) (method, path string, body []byte)
+	req  func(client, i int) (method, path string, body []byte)
 }
 
-func (op operation) do(ctx context.Context, t target, i int) (float64, error) {
-	m, p, b := op.req(i)
+// do sends request i of a client (0 for the latency runs) and returns its time in seconds.
+func (op operation) do(ctx context.Context, t target, client, i int) (float64, error) {
+	m, p, b := op.req(client, i)
 	start := time.Now()
 	err := call(ctx, t, m, p, bytes.NewReader(b))
 	return secs(time.Since(start)), err
 }
 
-func operations(runID string) []operation {
+func operations(runIDs []string) []operation {
 	return []operation{
-		{"log_batch", func(i int) (string, string, []byte) {
+		{"log_batch", func(c, i int) (string, string, []byte) {
 			type kv struct {
 				Key   string `json:"key"`
 				Value any    `json:"value"`
@@ -177,14 +184,14 @@ func operations(runID string) []operation {
 				params = append(params, kv{Key: fmt.Sprintf("p%d-%d-%d", k, i, time.Now().UnixNano()), Value: "v"})
 				tags = append(tags, kv{Key: fmt.Sprintf("t%d", k), Value: fmt.Sprint(i)})
 			}
-			b, _ := json.Marshal(map[string]any{"run_id": runID, "metrics": metrics, "params": params, "tags": tags})
+			b, _ := json.Marshal(map[string]any{"run_id": runIDs[c], "metrics": metrics, "params": params, "tags": tags})
 			return http.MethodPost, "/api/2.0/mlflow/runs/log-batch", b
 		}},
-		{"search_runs", func(int) (string, string, []byte) {
+		{"search_runs", func(int, int) (string, string, []byte) {
 			return http.MethodPost, "/api/2.0/mlflow/runs/search", []byte(`{"experiment_ids":["0"],"max_results":10}`)
 		}},
-		{"get_run", func(int) (string, string, []byte) {
-			return http.MethodGet, "/api/2.0/mlflow/runs/get?run_id=" + runID, nil
+		{"get_run", func(c, _ int) (string, string, []byte) {
+			return http.MethodGet, "/api/2.0/mlflow/runs/get?run_id=" + runIDs[c], nil
 		}},
 	}
 }
@@ -225,8 +232,8 @@ func throughput(ctx context.Context, op operation, t target) (float64, error) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for i := c * 1_000_000; time.Now().Before(deadline); i++ {
-					_, err := op.do(ctx, t, i)
+				for i := 1_000_000; time.Now().Before(deadline); i++ {
+					_, err := op.do(ctx, t, c, i)
 					mu.Lock()
 					if err != nil && firstErr == nil {
 						firstErr = err
