@@ -175,6 +175,7 @@ func coldStock(ctx context.Context, w *world, db string) (float64, error) {
 	defer c.stop()
 	end, err := waitOK(ctx, fmt.Sprintf("http://127.0.0.1:%d%s", port, searchPath), benchUser, benchPass, c.done)
 	if err != nil {
+		c.stop() // out is written until the process has exited
 		return 0, fmt.Errorf("stock mlflow server on database %s: %w; its output:\n%s", db, err, out.String())
 	}
 	return secs(end.Sub(start)), nil

@@ -37,6 +37,10 @@ var groups = []group{
 }
 
 func main() {
+	if len(os.Args) > 2 && os.Args[1] == rusageFlag {
+		rusageMain(os.Args[2:])
+		return
+	}
 	out := flag.String("out", "BENCHMARKS.md", "where to write the report")
 	only := flag.String("groups", "", "comma-separated groups to run (default all): coldstart,registry,action,requestpath,actionimage")
 	flag.Parse()
