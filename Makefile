@@ -60,5 +60,8 @@ release-image:
 	$(GO) run ./internal/release/cmd -ref "$(RELEASE_REF)" -source "$(RELEASE_SOURCE)" \
 	  -revision "$$(git rev-parse HEAD)" -created "$$(git log -1 --format=%cI)" $(RELEASE_FLAGS)
 
+# make bench: measures the server, the image pushes and the action against their baselines (internal/bench)
+# and writes BENCHMARKS.md; about 15 minutes on 2 cores. BENCH_FLAGS='-groups registry' runs one group.
 bench:
-	$(GO) test -run '^$$' -bench Push ./internal/image/
+	@export DEPLOY_MLFLOW_VENV="$$(bash $(SETUP) | tail -n 1)" && \
+	$(GO) run ./internal/bench -out BENCHMARKS.md $(BENCH_FLAGS)

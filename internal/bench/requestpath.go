@@ -1,0 +1,311 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/deploy-mlflow/deploy-mlflow/internal/testenv"
+)
+
+const (
+	latencyRequests = 100             // sequential requests per operation and path, for p50/p99
+	throughputRuns  = 3               // windows per operation and path, for the median throughput
+	throughputFor   = 2 * time.Second // each window
+	// The server gives MLflow's SQLAlchemy a small pool per worker (Cloud SQL's connection limits): on a
+	// busy machine 4 clients already left requests queued for a connection for 30 s, which MLflow then
+	// failed with 400. 2 stay within one worker's pool.
+	concurrency  = 2
+	artifactRuns = 3
+)
+
+// target is one way to reach MLflow: through our server or straight to its loopback port, over a protocol.
+type target struct {
+	name   string
+	base   string
+	client *http.Client
+	auth   bool
+}
+
+func requestPath(ctx context.Context, w *world, r *report) error {
+	if err := w.pg.CreateDatabase(ctx, "reqpath"); err != nil {
+		return err
+	}
+	srv, err := testenv.StartServer(w.server, oursEnv(w, "reqpath"))
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if _, err := waitOK(wctx, srv.URL()+searchPath, benchUser, benchPass, srv.Exited()); err != nil {
+		return fmt.Errorf("our server: %w; its output:\n%s", err, strings.Join(srv.Lines(), "\n"))
+	}
+	line, err := srv.WaitForLine(wctx, "started MLflow", func(l string) bool { return strings.Contains(l, `"started MLflow"`) })
+	if err != nil {
+		return err
+	}
+	var started struct{ MLflow string }
+	if err := json.Unmarshal([]byte(line), &started); err != nil || started.MLflow == "" {
+		return fmt.Errorf("no MLflow address in the server's log line %s: %v", line, err)
+	}
+	h1, h2c := client(false), client(true)
+	ours1 := target{"ours, HTTP/1.1", srv.URL(), h1, true}
+	ours2 := target{"ours, h2c", srv.URL(), h2c, true}
+	direct := target{"MLflow direct, HTTP/1.1", "http://" + started.MLflow, h1, false}
+	targets := []target{direct, ours1, ours2}
+
+	// One run per concurrent client: MLflow refuses concurrent writes of the same run's tags and metrics.
+	var runIDs []string
+	for range concurrency {
+		id, err := newRun(ctx, direct)
+		if err != nil {
+			return err
+		}
+		runIDs = append(runIDs, id)
+	}
+	s := r.section("4. The server in the request path", "go run ./internal/bench -groups requestpath", throughputRuns)
+	s.add("\nOur server (basic auth on) in front of MLflow (`mlflow server` as the server starts it, PostgreSQL backend, local artifacts directory), "+
+		"against the same MLflow's loopback port straight, in the same run. uvicorn speaks no HTTP/2, so there is no direct h2c path: the h2c row "+
+		"is compared with MLflow direct over HTTP/1.1. Latency: %d sequential requests per row (p50, p99 over them), the paths interleaved request by request. "+
+		"Throughput: %d concurrent clients (4 or 8 exhausted the SQLAlchemy pool the server configures, and MLflow failed requests with 400 after 30 s; a failed window is reported, not hidden), for %s, median of %d windows. log_batch sends 10 metrics, 5 params and 5 tags to one run; "+
+		"search_runs asks for 10 runs of the experiment; get_run reads that run. Overhead = ours − direct; the target is p50 overhead < max(5%% of direct, 1 ms).",
+		latencyRequests, concurrency, throughputFor, throughputRuns)
+	s.table("operation", "path", "p50", "p99", "throughput (req/s)", "p50 overhead", "target", "result")
+	var failures []string
+	for _, op := range operations(runIDs) {
+		lat := map[string][]float64{}
+		for i := range latencyRequests {
+			for _, t := range targets {
+				d, err := op.do(ctx, t, 0, i)
+				if err != nil {
+					return fmt.Errorf("%s via %s: %w", op.name, t.name, err)
+				}
+				lat[t.name] = append(lat[t.name], d)
+			}
+		}
+		base := percentile(lat[direct.name], 50)
+		for _, t := range targets {
+			tputCell := "failed (below)"
+			if tput, err := throughput(ctx, op, t); err != nil {
+				failures = append(failures, fmt.Sprintf("\nThroughput of %s via %s failed: `%v`", op.name, t.name, err))
+			} else {
+				tputCell = fmt.Sprintf("%.0f", tput)
+			}
+			p50 := percentile(lat[t.name], 50)
+			over, target, result := "-", "-", "-"
+			if t != direct {
+				over = fmt.Sprintf("%+.2f ms (%+.1f%%)", (p50-base)*1000, (p50-base)/base*100)
+				target, result = "< "+fmtMs(max(0.05*base, 0.001)), verdict(p50-base < max(0.05*base, 0.001))
+			}
+			s.row(op.name, t.name, fmtMs(p50), fmtMs(percentile(lat[t.name], 99)), tputCell, over, target, result)
+		}
+	}
+	for _, f := range failures {
+		s.add("%s", f)
+	}
+	return artifacts(ctx, s, srv, targets)
+}
+
+func oursEnv(w *world, db string) []string {
+	return []string{
+		"PATH=" + w.venv + "/bin:" + os.Getenv("PATH"),
+		"DEPLOY_MLFLOW_AUTH=basic",
+		"DEPLOY_MLFLOW_USERNAME=" + benchUser,
+		"DEPLOY_MLFLOW_PASSWORD=" + benchPass,
+		"DEPLOY_MLFLOW_BACKEND_STORE_URI=" + w.backendURI(db),
+		"DEPLOY_MLFLOW_ARTIFACTS_DESTINATION=" + w.dir + "/artifacts",
+		"DEPLOY_MLFLOW_MLFLOW_COMMAND=" + w.mlflow(),
+		"MLFLOW_DISABLE_TELEMETRY=true",
+	}
+}
+
+func client(h2c bool) *http.Client {
+	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2 * concurrency, DisableCompression: true}
+	if h2c {
+		tr.Protocols = new(http.Protocols)
+		tr.Protocols.SetUnencryptedHTTP2(true)
+	}
+	return &http.Client{Transport: tr, Timeout: 5 * time.Minute}
+}
+
+// call sends one request and reads the whole answer, failing on a status other than 200.
+func call(ctx context.Context, t target, method, path string, body io.Reader) error {
+	req, err := http.NewRequestWithContext(ctx, method, t.base+path, body)
+	if err != nil {
+		return err
+	}
+	if t.auth {
+		req.SetBasicAuth(benchUser, benchPass)
+	}
+	if method == http.MethodPost {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 500))
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, b)
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	return err
+}
+
+type operation struct {
+	name string
+	req  func(client, i int) (method, path string, body []byte)
+}
+
+// do sends request i of a client (0 for the latency runs) and returns its time in seconds.
+func (op operation) do(ctx context.Context, t target, client, i int) (float64, error) {
+	m, p, b := op.req(client, i)
+	start := time.Now()
+	err := call(ctx, t, m, p, bytes.NewReader(b))
+	return secs(time.Since(start)), err
+}
+
+func operations(runIDs []string) []operation {
+	return []operation{
+		{"log_batch", func(c, i int) (string, string, []byte) {
+			type kv struct {
+				Key   string `json:"key"`
+				Value any    `json:"value"`
+				Step  int    `json:"step,omitempty"`
+				TS    int64  `json:"timestamp,omitempty"`
+			}
+			var metrics, params, tags []kv
+			for k := range 10 {
+				metrics = append(metrics, kv{fmt.Sprintf("m%d", k), float64(i * k), i, time.Now().UnixMilli()})
+			}
+			for k := range 5 {
+				// A param's value may not change once logged: a new key per request.
+				params = append(params, kv{Key: fmt.Sprintf("p%d-%d-%d", k, i, time.Now().UnixNano()), Value: "v"})
+				tags = append(tags, kv{Key: fmt.Sprintf("t%d", k), Value: fmt.Sprint(i)})
+			}
+			b, _ := json.Marshal(map[string]any{"run_id": runIDs[c], "metrics": metrics, "params": params, "tags": tags})
+			return http.MethodPost, "/api/2.0/mlflow/runs/log-batch", b
+		}},
+		{"search_runs", func(int, int) (string, string, []byte) {
+			return http.MethodPost, "/api/2.0/mlflow/runs/search", []byte(`{"experiment_ids":["0"],"max_results":10}`)
+		}},
+		{"get_run", func(c, _ int) (string, string, []byte) {
+			return http.MethodGet, "/api/2.0/mlflow/runs/get?run_id=" + runIDs[c], nil
+		}},
+	}
+}
+
+// newRun creates a run in the default experiment and returns its ID.
+func newRun(ctx context.Context, t target) (string, error) {
+	body := fmt.Sprintf(`{"experiment_id":"0","start_time":%d}`, time.Now().UnixMilli())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, t.base+"/api/2.0/mlflow/runs/create", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Run struct {
+			Info struct {
+				RunID string `json:"run_id"`
+			} `json:"info"`
+		} `json:"run"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Run.Info.RunID == "" {
+		return "", fmt.Errorf("create a run: %s: %v", resp.Status, err)
+	}
+	return out.Run.Info.RunID, nil
+}
+
+// throughput is the median over windows of requests completed per second by concurrent clients.
+func throughput(ctx context.Context, op operation, t target) (float64, error) {
+	var rates []float64
+	for range throughputRuns {
+		var mu sync.Mutex
+		var n int
+		var firstErr error
+		var wg sync.WaitGroup
+		deadline := time.Now().Add(throughputFor)
+		for c := range concurrency {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 1_000_000; time.Now().Before(deadline); i++ {
+					_, err := op.do(ctx, t, c, i)
+					mu.Lock()
+					if err != nil && firstErr == nil {
+						firstErr = err
+					}
+					n++
+					mu.Unlock()
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if firstErr != nil {
+			return 0, fmt.Errorf("%s via %s under load: %w", op.name, t.name, firstErr)
+		}
+		rates = append(rates, float64(n)/throughputFor.Seconds())
+	}
+	return median(rates), nil
+}
+
+// artifacts uploads and downloads an artifact of two sizes along each path, and reads our server's
+// peak RSS for each size after resetting the kernel's high-water mark.
+func artifacts(ctx context.Context, s *section, srv *testenv.Server, targets []target) error {
+	s.add("\n### Artifacts through the server\n\n`PUT` then `GET /api/2.0/mlflow-artifacts/artifacts/bench/<size>-<run>.bin` (pseudo-random bytes), "+
+		"median of %d runs each. Peak RSS is our server process's VmHWM (not MLflow's), reset through /proc/PID/clear_refs before each size; the target is an RSS that does not grow with the size.", artifactRuns)
+	s.table("size", "path", "upload (median)", "download (median)", "upload vs direct", "download vs direct")
+	var rss []string
+	var peaks []int64
+	for _, mib := range []int64{20, 200} {
+		if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", srv.PID()), []byte("5"), 0); err != nil {
+			return fmt.Errorf("reset our server's peak RSS: %w", err)
+		}
+		var baseUp, baseDown float64
+		for _, t := range targets {
+			var up, down []float64
+			for i := range artifactRuns {
+				path := fmt.Sprintf("/api/2.0/mlflow-artifacts/artifacts/bench/%dMiB-%d.bin", mib, i)
+				body := io.LimitReader(rand.NewChaCha8([32]byte{byte(i)}), mib<<20)
+				start := time.Now()
+				if err := call(ctx, t, http.MethodPut, path, body); err != nil {
+					return fmt.Errorf("upload %d MiB via %s: %w", mib, t.name, err)
+				}
+				up = append(up, secs(time.Since(start)))
+				start = time.Now()
+				if err := call(ctx, t, http.MethodGet, path, nil); err != nil {
+					return fmt.Errorf("download %d MiB via %s: %w", mib, t.name, err)
+				}
+				down = append(down, secs(time.Since(start)))
+			}
+			if !t.auth {
+				baseUp, baseDown = median(up), median(down)
+			}
+			s.row(fmt.Sprintf("%d MiB", mib), t.name, fmtSecs(median(up)), fmtSecs(median(down)), ratio(median(up), baseUp), ratio(median(down), baseDown))
+		}
+		peak, err := testenv.PeakRSS(srv.PID())
+		if err != nil {
+			return err
+		}
+		peaks = append(peaks, peak)
+		rss = append(rss, fmt.Sprintf("%d MiB: %s", mib, fmtMiB(float64(peak))))
+	}
+	grew := float64(peaks[1]) > 1.2*float64(peaks[0])+8<<20
+	s.add("\nOur server's peak RSS while serving them: %s. Target (independent of size; allowing 20%% + 8 MiB of noise): %s.", strings.Join(rss, "; "), verdict(!grew))
+	return nil
+}
