@@ -81,11 +81,15 @@ func runCancelled(t *testing.T, c *cloud, log *watchedLog, cancelAt func(cancel 
 	log.cancel = stop
 	log.mu.Unlock()
 	env := func(k string) string { return c.env[k] }
-	done := make(chan error, 1)
+	done, finished := make(chan error, 1), make(chan struct{})
 	go func() {
+		defer close(finished)
 		_, err := Run(ctx, env, log)
 		done <- err
 	}()
+	// However the test ends (a t.Fatal in cancelAt included), the action stops before the test's
+	// cleanup removes the files it writes to.
+	defer func() { cancel(); <-finished }()
 	if cancelAt != nil {
 		cancelAt(stop)
 	}
@@ -143,8 +147,8 @@ func TestRunCancelledDuringPush(t *testing.T) {
 	se := runCancelled(t, c, log, func(cancel func()) {
 		select {
 		case <-uploading:
-		case <-time.After(60 * time.Second):
-			t.Fatalf("the action did not start uploading a layer within 60 s:\n%s", log.String())
+		case <-time.After(5 * time.Minute):
+			t.Fatalf("the action did not start uploading a layer within 5 minutes:\n%s", log.String())
 		}
 		cancel()
 	})
