@@ -108,6 +108,20 @@ func TestMLflowAuth(t *testing.T) {
 		}
 	})
 
+	t.Run("uvicorn started directly", func(t *testing.T) {
+		for i, x := range first {
+			launch := ""
+			for _, e := range x.entries(t) {
+				if l, ok := e["launch"]; ok {
+					launch = fmt.Sprint(l)
+				}
+			}
+			if launch != "uvicorn" {
+				t.Errorf("instance %d started MLflow with launch=%q, want uvicorn", i, launch)
+			}
+		}
+	})
+
 	t.Run("users and permissions", func(t *testing.T) {
 		if status, body := in.as(t, in.user, in.pass, "GET", "/ajax-api/2.0/mlflow/users/current", ""); status != 200 || !strings.Contains(body, `"`+in.user+`"`) || !strings.Contains(body, `"is_admin": true`) && !strings.Contains(body, `"is_admin":true`) {
 			t.Errorf("current user as admin: %d %s", status, body)
