@@ -42,11 +42,9 @@ func checkPasswordHash(pwhash, password string) (bool, error) {
 	if !ok || !ok2 || !utf8.ValidString(password) || !utf8.ValidString(salt) {
 		return false, errHashFormat
 	}
-	name, params, _ := strings.Cut(method, ":")
-	var args []string
-	if params != "" {
-		args = strings.Split(params, ":")
-	}
+	// As werkzeug splits it: "scrypt:" has one empty argument, which it refuses, not none.
+	parts := strings.Split(method, ":")
+	name, args := parts[0], parts[1:]
 	var got []byte
 	switch name {
 	case "scrypt":
