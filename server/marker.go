@@ -78,10 +78,7 @@ func writeMarker(ctx context.Context, conn *pgx.Conn, mlflowVersion, revision st
 	if !releaseVersion.MatchString(mlflowVersion) || revision == "" {
 		return nil
 	}
-	_, err := conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+markerTable+` (
-		mlflow_version text PRIMARY KEY,
-		alembic_version text NOT NULL,
-		written_at timestamptz NOT NULL DEFAULT now())`)
+	_, err := conn.Exec(ctx, markerDDL)
 	if err == nil {
 		_, err = conn.Exec(ctx, "INSERT INTO "+markerTable+` (mlflow_version, alembic_version) VALUES ($1, $2)
 			ON CONFLICT (mlflow_version) DO UPDATE SET alembic_version = EXCLUDED.alembic_version, written_at = now()`,
@@ -89,6 +86,36 @@ func writeMarker(ctx context.Context, conn *pgx.Conn, mlflowVersion, revision st
 	}
 	if err != nil {
 		return fmt.Errorf("write the schema marker (table %s): %w", markerTable, err)
+	}
+	return nil
+}
+
+// markerDDL creates the marker table. auth_alembic_version is the auth app's revision (its own alembic
+// table, alembic_version_auth) that the same release's auth step left; NULL until one has succeeded.
+const markerDDL = "CREATE TABLE IF NOT EXISTS " + markerTable + ` (
+		mlflow_version text PRIMARY KEY,
+		alembic_version text NOT NULL,
+		written_at timestamptz NOT NULL DEFAULT now(),
+		auth_alembic_version text)`
+
+// writeAuthMarker records in mlflowVersion's marker row that its auth step (migrations and admin, see
+// authStepScript) left the auth tables at revision. Only call it under the schema lock, right after that step
+// succeeded. The row is the tracking marker's: without it (the tracking upgrade could not write it) nothing
+// is recorded, and the next start runs the auth step again.
+func writeAuthMarker(ctx context.Context, conn *pgx.Conn, mlflowVersion, revision string) error {
+	if !releaseVersion.MatchString(mlflowVersion) || revision == "" {
+		return nil
+	}
+	_, err := conn.Exec(ctx, markerDDL)
+	if err == nil {
+		// A table that an earlier version of this server created lacks the column.
+		_, err = conn.Exec(ctx, "ALTER TABLE "+markerTable+" ADD COLUMN IF NOT EXISTS auth_alembic_version text")
+	}
+	if err == nil {
+		_, err = conn.Exec(ctx, "UPDATE "+markerTable+" SET auth_alembic_version = $2 WHERE mlflow_version = $1", mlflowVersion, revision)
+	}
+	if err != nil {
+		return fmt.Errorf("write the auth marker (table %s): %w", markerTable, err)
 	}
 	return nil
 }

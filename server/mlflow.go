@@ -275,17 +275,35 @@ var cliOnlySettings = []string{
 	"MLFLOW_DEFAULT_ARTIFACT_ROOT", "MLFLOW_STATIC_PREFIX", "MLFLOW_ARTIFACTS_ONLY",
 }
 
+// basicAuthApp is what `mlflow server --app-name basic-auth` runs in the releases of directLaunchVersions:
+// the entry point `basic-auth = mlflow.server.auth:create_app` (group mlflow.app), a function, which the
+// CLI hands to uvicorn with --factory.
+const basicAuthApp = "mlflow.server.auth:create_app"
+
 // directLaunch builds what `mlflow server` would run for the settings in env, without the CLI: the CLI
 // imports all of MLflow (seconds) only to start `python -m uvicorn` with a few internal variables, and each
-// uvicorn worker imports MLflow again anyway. It returns why not when the CLI has to run: arguments beyond
-// "server" (e.g. --app-name), an unknown release, or a setting only the CLI handles.
+// uvicorn worker imports MLflow again anyway. It returns why not when the CLI has to run: arguments other
+// than "server" or "server --app-name basic-auth", an unknown release, or a setting only the CLI handles.
+//
+// With --app-name basic-auth the CLI first bootstraps the auth app (migrates its tables, creates the admin)
+// and then tells the workers so with _MLFLOW_AUTH_ADMIN_BOOTSTRAPPED, which makes them only open the
+// store. adminReady says that prepareStore has done that bootstrap, under the schema lock; without it the
+// CLI runs.
 //
 // What the CLI does and this skips: initialize_backend_stores, which creates the tables of an empty
 // database (upgradeSchema has done that before MLflow starts); validate_sql_trace_rollup_startup, which
 // refuses to start with trace-rollup rows while rollups are off (rollups need job execution, which the
 // server turns off); and its usage-telemetry event.
-func directLaunch(inst mlflowInstall, args, env []string, bootID string) (argv, outEnv []string, whyNot string) {
-	if len(args) != 1 || args[0] != "server" {
+func directLaunch(inst mlflowInstall, args, env []string, bootID string, adminReady bool) (argv, outEnv []string, whyNot string) {
+	app, factory := "mlflow.server.fastapi_app:app", false
+	switch {
+	case slices.Equal(args, []string{"server"}):
+	case slices.Equal(args, []string{"server", "--app-name", "basic-auth"}):
+		if !adminReady {
+			return nil, nil, "the auth app's admin user was not set up before the start"
+		}
+		app, factory = basicAuthApp, true
+	default:
 		return nil, nil, fmt.Sprintf("arguments %q", args)
 	}
 	if !directLaunchVersions[inst.version] {
@@ -300,6 +318,10 @@ func directLaunch(inst mlflowInstall, args, env []string, bootID string) (argv, 
 		if vars[k] != "" {
 			return nil, nil, k + " is set"
 		}
+	}
+	if factory && vars[serverenv.FlaskSecretKey] == "" {
+		// The CLI refuses to start without it in one clear error; each worker would fail and be restarted.
+		return nil, nil, serverenv.FlaskSecretKey + " is unset"
 	}
 	if vars["MLFLOW_SERVE_ARTIFACTS"] != "true" || vars["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] != "false" {
 		return nil, nil, "artifacts not served or job execution on"
@@ -325,7 +347,11 @@ func directLaunch(inst mlflowInstall, args, env []string, bootID string) (argv, 
 	if !slices.ContainsFunc(argv, func(o string) bool { return o == "--log-config" || strings.HasPrefix(o, "--log-config=") }) {
 		argv = append(argv, "--log-config", filepath.Join(inst.sitePackages, "mlflow", "server", "uvicorn_log_config.yaml"))
 	}
-	argv = append(argv, "--host", host, "--port", port, "--workers", workers, "mlflow.server.fastapi_app:app")
+	argv = append(argv, "--host", host, "--port", port, "--workers", workers)
+	if factory {
+		argv = append(argv, "--factory")
+	}
+	argv = append(argv, app)
 
 	// What _run_server hands its workers, and what the CLI writes into its own environment first.
 	set := map[string]string{
@@ -340,6 +366,11 @@ func directLaunch(inst mlflowInstall, args, env []string, bootID string) (argv, 
 		"_MLFLOW_IN_JOB_EXECUTOR":              "false",
 		"_MLFLOW_SGI_NAME":                     "uvicorn",
 		"MLFLOW_ENABLE_WORKSPACES":             "false",
+	}
+	if factory {
+		// The admin exists with the configured password and the auth tables are at head: the workers
+		// only open the auth store. (mlflowAuth.environ drops inherited values, so only this sets it.)
+		set[authBootstrappedEnv] = "true"
 	}
 	if vars["MLFLOW_SERVER_X_FRAME_OPTIONS"] == "" {
 		set["MLFLOW_SERVER_X_FRAME_OPTIONS"] = "SAMEORIGIN" // --x-frame-options' default
@@ -357,14 +388,14 @@ func directLaunch(inst mlflowInstall, args, env []string, bootID string) (argv, 
 }
 
 // startMLflowServer starts MLflow's server: uvicorn directly when directLaunch can reproduce `mlflow
-// server`, else the CLI. The log says which and why.
-func startMLflowServer(log *logger, mlflow string, args, env []string) (*child, error) {
+// server`, else the CLI. The log says which and why. adminReady is directLaunch's.
+func startMLflowServer(log *logger, mlflow string, args, env []string, adminReady bool) (*child, error) {
 	inst, err := inspectMLflow(mlflow)
 	whyNot := ""
 	if err != nil {
 		whyNot = err.Error()
 	} else {
-		argv, denv, why := directLaunch(inst, args, env, randomHex(16))
+		argv, denv, why := directLaunch(inst, args, env, randomHex(16), adminReady)
 		if why == "" {
 			log.info("starting MLflow's uvicorn directly, as `mlflow server` "+inst.version+" would", "launch", "uvicorn")
 			return startChild(log, argv[0], argv[1:], denv)

@@ -119,13 +119,14 @@ func TestDirectLaunch(t *testing.T) {
 	base := []string{"PATH=/usr/bin", "MLFLOW_FLASK_SERVER_SECRET_KEY=k", "_MLFLOW_SERVER_FILE_STORE=/stale"}
 	logConfig := "/venv/lib/python3.11/site-packages/mlflow/server/uvicorn_log_config.yaml"
 	tests := []struct {
-		name     string
-		inst     mlflowInstall
-		args     []string
-		environ  []string
-		wantArgv string // joined with spaces; "" when the CLI must run
-		whyNot   string
-		wantEnv  map[string]string // "" means absent
+		name       string
+		inst       mlflowInstall
+		args       []string
+		adminReady bool
+		environ    []string
+		wantArgv   string // joined with spaces; "" when the CLI must run
+		whyNot     string
+		wantEnv    map[string]string // "" means absent
 	}{
 		{
 			name:     "the server's settings",
@@ -157,7 +158,23 @@ func TestDirectLaunch(t *testing.T) {
 			wantArgv: "/venv/bin/python3 -m uvicorn --timeout-keep-alive 30 --log-config=/etc/log.yaml --host 127.0.0.1 --port 5123 --workers 3 mlflow.server.fastapi_app:app",
 			wantEnv:  map[string]string{"MLFLOW_SERVER_X_FRAME_OPTIONS": "DENY"},
 		},
-		{name: "another app", args: []string{"server", "--app-name", "basic-auth"}, whyNot: "arguments"},
+		{
+			name:       "the auth app, its admin set up",
+			args:       []string{"server", "--app-name", "basic-auth"},
+			adminReady: true,
+			environ:    []string{authBootstrappedEnv + "=false"},
+			wantArgv:   "/venv/bin/python3 -m uvicorn --no-access-log --log-config " + logConfig + " --host 127.0.0.1 --port 5123 --workers 2 --factory mlflow.server.auth:create_app",
+			wantEnv: map[string]string{
+				authBootstrappedEnv:         "true",
+				"_MLFLOW_SERVER_FILE_STORE": cfg.backendURI,
+				"_MLFLOW_SGI_NAME":          "uvicorn",
+			},
+		},
+		{name: "the auth app, admin not set up", args: []string{"server", "--app-name", "basic-auth"}, whyNot: "admin user was not set up"},
+		{name: "the auth app without a secret key", args: []string{"server", "--app-name", "basic-auth"}, adminReady: true, environ: []string{"MLFLOW_FLASK_SERVER_SECRET_KEY="}, whyNot: "MLFLOW_FLASK_SERVER_SECRET_KEY is unset"},
+		{name: "another app", args: []string{"server", "--app-name", "custom"}, adminReady: true, whyNot: "arguments"},
+		{name: "more arguments", args: []string{"server", "--dev"}, whyNot: "arguments"},
+		{name: "plain server: no bootstrap flag", adminReady: true, wantArgv: "/venv/bin/python3 -m uvicorn --no-access-log --log-config " + logConfig + " --host 127.0.0.1 --port 5123 --workers 2 mlflow.server.fastapi_app:app", wantEnv: map[string]string{authBootstrappedEnv: ""}},
 		{name: "another release", inst: mlflowInstall{python: inst.python, sitePackages: inst.sitePackages, version: "3.16.0"}, whyNot: "MLflow 3.16.0 is not"},
 		{name: "gunicorn", environ: []string{"MLFLOW_GUNICORN_OPTS=--timeout 60"}, whyNot: "MLFLOW_GUNICORN_OPTS is set"},
 		{name: "prometheus", environ: []string{"MLFLOW_EXPOSE_PROMETHEUS=/tmp/p"}, whyNot: "MLFLOW_EXPOSE_PROMETHEUS is set"},
@@ -176,7 +193,7 @@ func TestDirectLaunch(t *testing.T) {
 				tt.args = []string{"server"}
 			}
 			env := mlflowEnv(append(slices.Clone(base), tt.environ...), cfg, 5123)
-			argv, got, whyNot := directLaunch(tt.inst, tt.args, env, "boot")
+			argv, got, whyNot := directLaunch(tt.inst, tt.args, env, "boot", tt.adminReady)
 			if tt.wantArgv == "" {
 				if whyNot == "" || !strings.Contains(whyNot, tt.whyNot) || argv != nil {
 					t.Errorf("directLaunch = %q, %q; want the CLI, because of %q", argv, whyNot, tt.whyNot)

@@ -65,8 +65,9 @@ func countEvents(t *testing.T, ins []*instance, event string) int {
 
 // TestMLflowAuth runs MLflow's own auth app behind the server against PostgreSQL, in as few starts as
 // the checks allow: two instances together on an empty database (auth tables migrated once; users,
-// permissions, the origin rule, a gateway key stored), a restart with a new admin password and another
-// default permission (rotation), and a start with another KEK passphrase (refused).
+// permissions, the origin rule, a gateway key stored), a restart with the same password (auth step
+// skipped), a restart with a new admin password and another default permission (rotation), and a start
+// with another KEK passphrase (refused).
 func TestMLflowAuth(t *testing.T) {
 	needWorld(t)
 	db := newDatabase(t)
@@ -91,9 +92,10 @@ func TestMLflowAuth(t *testing.T) {
 	var expID string
 
 	t.Run("auth tables migrated once, admin created once", func(t *testing.T) {
-		migrated, current := countEvents(t, first, eventAuthSchemaMigrated), countEvents(t, first, eventAuthSchemaCurrent)
-		if migrated != 1 || current != 1 {
-			t.Errorf("auth tables migrated by %d instance(s), current for %d; want 1 and 1", migrated, current)
+		// The instance that waited for the lock finds the marker that the first one wrote.
+		migrated, skipped := countEvents(t, first, eventAuthSchemaMigrated), countEvents(t, first, eventAuthStepSkipped)
+		if migrated != 1 || skipped != 1 {
+			t.Errorf("auth tables migrated by %d instance(s), auth step skipped by %d; want 1 and 1", migrated, skipped)
 		}
 		var outcomes []string
 		for _, x := range first {
@@ -103,8 +105,22 @@ func TestMLflowAuth(t *testing.T) {
 				}
 			}
 		}
-		if strings.Join(outcomes, " ") != "created current" && strings.Join(outcomes, " ") != "current created" {
-			t.Errorf("admin outcomes %q, want one created and one current", outcomes)
+		if strings.Join(outcomes, " ") != "created" {
+			t.Errorf("admin outcomes %q, want one created", outcomes)
+		}
+	})
+
+	t.Run("uvicorn started directly", func(t *testing.T) {
+		for i, x := range first {
+			launch := ""
+			for _, e := range x.entries(t) {
+				if l, ok := e["launch"]; ok {
+					launch = fmt.Sprint(l)
+				}
+			}
+			if launch != "uvicorn" {
+				t.Errorf("instance %d started MLflow with launch=%q, want uvicorn", i, launch)
+			}
 		}
 	})
 
@@ -158,12 +174,37 @@ func TestMLflowAuth(t *testing.T) {
 		return
 	}
 
+	t.Run("restart with the same password skips the auth step", func(t *testing.T) {
+		in := startMLflowAuth(t, db, passA, "DEPLOY_MLFLOW_DEFAULT_PERMISSION=NO_PERMISSIONS", "MLFLOW_CRYPTO_KEK_PASSPHRASE="+kek)
+		in.waitHealthy(t)
+		defer stop(t, in)
+		ins := []*instance{in}
+		if skipped, admin := countEvents(t, ins, eventAuthStepSkipped), countEvents(t, ins, eventAuthAdmin); skipped != 1 || admin != 0 {
+			t.Errorf("auth step skipped %d times and run %d times, want skipped once", skipped, admin)
+		}
+		if status, body := in.as(t, in.user, passA, "GET", "/ajax-api/2.0/mlflow/users/current", ""); status != 200 {
+			t.Errorf("admin: %d %s", status, body)
+		}
+		if status, body := in.as(t, bob, bobPass, "GET", "/api/2.0/mlflow/experiments/get?experiment_id="+expID, ""); status != 403 {
+			t.Errorf("bob reads the admin's experiment with NO_PERMISSIONS: %d %s, want 403", status, body)
+		}
+	})
+
 	t.Run("restart rotates the admin password; default permission READ", func(t *testing.T) {
 		in := startMLflowAuth(t, db, passB, "DEPLOY_MLFLOW_DEFAULT_PERMISSION=READ", "MLFLOW_CRYPTO_KEK_PASSPHRASE="+kek)
 		in.waitHealthy(t)
 		defer stop(t, in)
 		if n := countEvents(t, []*instance{in}, "kek-checked"); n != 1 {
 			t.Errorf("KEK checked %d times, want 1", n)
+		}
+		var outcomes []string
+		for _, e := range in.entries(t) {
+			if e["event"] == eventAuthAdmin {
+				outcomes = append(outcomes, fmt.Sprint(e["outcome"]))
+			}
+		}
+		if strings.Join(outcomes, " ") != "rotated" || countEvents(t, []*instance{in}, eventAuthStepSkipped) != 0 {
+			t.Errorf("admin outcomes %q with a new password, want the auth step run once: rotated", outcomes)
 		}
 		if status, body := in.as(t, in.user, passB, "GET", "/ajax-api/2.0/mlflow/users/current", ""); status != 200 {
 			t.Errorf("admin with the new password: %d %s", status, body)

@@ -17,6 +17,7 @@ const (
 	eventAuthSchemaMigrated = "auth-schema-migrated" // this instance created or changed the auth app's tables
 	eventAuthSchemaCurrent  = "auth-schema-current"  // they were up to date already
 	eventAuthAdmin          = "auth-admin"           // what became of the admin: created, rotated or current
+	eventAuthStepSkipped    = "auth-step-skipped"    // tables at head and admin as configured: no auth step
 )
 
 // authStepScript runs MLflow's own code, so that the tables and the password hash are exactly what the
@@ -41,6 +42,10 @@ else:
     if not store.get_user(user).is_admin:
         store.update_user(user, is_admin=True)
         outcome += ",admin-restored"
+    # What the mlflow CLI's bootstrap also does at every start (create_admin_user above does it too).
+    warn = getattr(auth, "_warn_if_legacy_default_password_in_use", None)
+    if warn:
+        warn(user)
 with open(sys.argv[1], "w") as f:
     f.write(outcome)
 `
@@ -80,6 +85,15 @@ func prepareStore(ctx context.Context, log *logger, c config, a *mlflowAuth, env
 	if err != nil || a == nil {
 		return extra, err
 	}
+	// Read without the lock, like the schema marker: when the step has nothing to do, the common start takes
+	// neither the lock nor a Python start.
+	version := ""
+	if inst, err := inspectMLflow(c.mlflow); err == nil {
+		version = inst.version
+	}
+	if authCurrent(waitCtx, log, conn, c, version) {
+		return extra, nil
+	}
 
 	if _, err := conn.Exec(waitCtx, "SELECT pg_advisory_lock($1)", schemaLockKey); err != nil {
 		if waitCtx.Err() != nil && ctx.Err() == nil {
@@ -92,6 +106,10 @@ func prepareStore(ctx context.Context, log *logger, c config, a *mlflowAuth, env
 		defer cancel()
 		_, _ = conn.Exec(uctx, "SELECT pg_advisory_unlock($1)", schemaLockKey)
 	}()
+	// Another instance may have done the work while this one waited for the lock.
+	if authCurrent(waitCtx, log, conn, c, version) {
+		return extra, nil
+	}
 	before, err := authSchemaVersion(waitCtx, conn)
 	if err != nil {
 		return nil, err
@@ -105,6 +123,10 @@ func prepareStore(ctx context.Context, log *logger, c config, a *mlflowAuth, env
 	if err != nil {
 		return nil, err
 	}
+	if err := writeAuthMarker(waitCtx, conn, version, after); err != nil {
+		// Only the next start's speed depends on it.
+		log.warn("the next start will run the auth step again: " + err.Error())
+	}
 	if before == after {
 		log.info("MLflow auth tables already current at "+after, "event", eventAuthSchemaCurrent, "schemaVersion", after)
 	} else {
@@ -112,6 +134,28 @@ func prepareStore(ctx context.Context, log *logger, c config, a *mlflowAuth, env
 	}
 	log.info("MLflow admin user "+admin, "event", eventAuthAdmin, "outcome", admin, "duration", time.Since(start))
 	return extra, nil
+}
+
+// authCurrent reports whether the auth step has nothing to do for release version (see
+// mlflowauth_current.go), logging the skip event if so. An error reading is only logged: the locked step
+// that follows is always safe.
+func authCurrent(ctx context.Context, log *logger, conn *pgx.Conn, c config, version string) bool {
+	if version == "" {
+		return false
+	}
+	start := time.Now()
+	st, err := readAuthState(ctx, conn, version, c.username)
+	if err != nil {
+		log.warn("could not read the auth marker; running the auth step: " + err.Error())
+		return false
+	}
+	if why := authStepNeeded(st, c.password); why != "" {
+		log.info("running the auth step: "+why, "mlflowVersion", version)
+		return false
+	}
+	log.info("MLflow auth tables current at "+st.live+" and the admin user as configured; auth step skipped",
+		"event", eventAuthStepSkipped, "schemaVersion", st.live, "mlflowVersion", version, "duration", time.Since(start))
+	return true
 }
 
 // authStep runs authStepScript with the interpreter of the mlflow executable and returns its outcome.
