@@ -53,7 +53,7 @@ func TestLoginHelp(t *testing.T) {
 	}{
 		{"basic", []string{"username  " + localcloud.Username, "password  " + password}, []string{"signup", "identity token"}},
 		{"mlflow", []string{"first admin", "username  " + localcloud.Username, "password  " + password, url + "/#/admin",
-			url + "/signup", url + "/api/2.0/mlflow/users/create", url + "/ajax-api/2.0/mlflow/users/current"}, []string{"identity token"}},
+			url + "/api/2.0/mlflow/users/create", url + "/ajax-api/2.0/mlflow/users/current"}, []string{"identity token"}},
 		{"iam", []string{"identity token", "print-identity-token", "run services proxy"}, []string{password}},
 	} {
 		help := loginHelp(tc.mode, url, password)
