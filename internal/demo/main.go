@@ -69,7 +69,7 @@ func run() error {
 	}
 
 	url := outputs["url"]
-	open := url + "/#/experiments"
+	var open string
 	if mode == serverenv.AuthIAM {
 		step("Asking the private service without an identity token, as a browser would")
 		status, err := statusOf(ctx, url+"/health")
@@ -88,7 +88,9 @@ func run() error {
 	}
 
 	step("MLflow is up")
-	fmt.Printf("  open      %s\n", open)
+	if open != "" { // nothing opens without an identity token (auth iam)
+		fmt.Printf("  open      %s\n", open)
+	}
 	fmt.Print(loginHelp(mode, url, c.Password))
 	fmt.Printf("  server logs: %s\n\nPress Ctrl-C to stop everything.\n", logFile.Name())
 	<-ctx.Done()
