@@ -1,7 +1,6 @@
 package localcloud
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -45,22 +44,8 @@ func TestBrowser(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	start := time.Now()
-	var logs syncBuffer
-	c, err := Start(ctx, t.TempDir(), &logs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("revision logs:\n%s", tail(logs.String(), 60))
-		}
-	})
-	var actionLog bytes.Buffer
-	out, err := c.RunAction(ctx, c.ActionEnv(commit1, t.TempDir()), &actionLog)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, actionLog.String())
-	}
+	c, _ := startCloud(t, ctx)
+	out, _ := deploy(t, ctx, c, c.ActionEnv(commit1, t.TempDir()))
 	url := out["url"]
 	runID, err := c.LogModel(ctx, url, io.Discard)
 	if err != nil {
@@ -101,18 +86,7 @@ func TestBrowser(t *testing.T) {
 
 	// Create an experiment through the UI's dialog: a same-origin write through the origin check.
 	name := "from-the-ui-" + randomText(6)
-	ui.step("open the experiments list", "04-create-dialog.png", chromedp.Navigate(url+"/#/experiments"))
-	ui.waitText("the experiments list", "Experiments")
-	ui.step("open the create dialog", "04-create-dialog.png",
-		chromedp.Click(chromedp.Search(`//button[normalize-space()="Create"]`), chromedp.NodeVisible))
-	ui.waitText("the create-experiment dialog", "Create Experiment")
-	ui.step("type the experiment's name", "04-create-dialog.png",
-		chromedp.SendKeys(chromedp.Search(`//div[@role="dialog"]//input`), name, chromedp.NodeVisible))
-	ui.screenshot("04-create-dialog.png")
-	ui.step("submit the dialog", "05-created.png",
-		chromedp.Click(chromedp.Search(`//div[@role="dialog"]//button[normalize-space()="Create"]`), chromedp.NodeVisible))
-	ui.waitText("the new experiment's page", name)
-	ui.screenshot("05-created.png")
+	ui.createExperiment(url, name, "04-create-dialog.png", "05-created.png")
 	if !experimentExists(t, c, url, name) {
 		t.Errorf("experiment %q, created in the UI, is not in MLflow", name)
 	}
@@ -206,13 +180,55 @@ func (u *browserUI) step(what, shot string, actions ...chromedp.Action[chromedp.
 // waitText waits until the page's visible text contains every one of want.
 func (u *browserUI) waitText(what string, want ...string) {
 	u.t.Helper()
+	u.waitFor(what, "every", want)
+}
+
+// waitAnyText waits until the page's visible text contains one of want.
+func (u *browserUI) waitAnyText(what string, want ...string) {
+	u.t.Helper()
+	u.waitFor(what, "some", want)
+}
+
+// waitFor polls the page's visible text with the array method match ("every" or "some") over want.
+func (u *browserUI) waitFor(what, match string, want []string) {
+	u.t.Helper()
 	ctx, cancel := context.WithTimeout(u.tab, uiWait)
 	defer cancel()
 	js, _ := json.Marshal(want)
-	expr := fmt.Sprintf(`document.body && %s.every(s => document.body.innerText.includes(s))`, js)
+	expr := fmt.Sprintf(`document.body && %s.%s(s => document.body.innerText.includes(s))`, js, match)
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(uiWait), chromedp.WithPollingInterval(250*time.Millisecond))); err != nil {
-		u.fail("failed-"+strings.ReplaceAll(what, " ", "-")+".png", "waiting %s for %s (texts %q): %v", uiWait, what, want, err)
+		u.fail("failed-"+strings.ReplaceAll(what, " ", "-")+".png", "waiting %s for %s (%s of the texts %q): %v", uiWait, what, match, want, err)
 	}
+}
+
+// text is the page's visible text.
+func (u *browserUI) text() string {
+	u.t.Helper()
+	ctx, cancel := context.WithTimeout(u.tab, uiWait)
+	defer cancel()
+	text, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+	if err != nil {
+		u.t.Fatalf("reading the page's text: %v", err)
+	}
+	return text
+}
+
+// createExperiment creates an experiment called name through the experiments list's Create dialog, and
+// waits for its page; dialogShot shows the filled-in dialog, createdShot the new experiment's page.
+func (u *browserUI) createExperiment(url, name, dialogShot, createdShot string) {
+	u.t.Helper()
+	u.step("open the experiments list", dialogShot, chromedp.Navigate(url+"/#/experiments"))
+	u.waitText("the experiments list", "Experiments")
+	u.step("open the create dialog", dialogShot,
+		chromedp.Click(chromedp.Search(`//button[normalize-space()="Create"]`), chromedp.NodeVisible))
+	u.waitText("the create-experiment dialog", "Create Experiment")
+	u.step("type the experiment's name", dialogShot,
+		chromedp.SendKeys(chromedp.Search(`//div[@role="dialog"]//input`), name, chromedp.NodeVisible))
+	u.screenshot(dialogShot)
+	u.step("submit the dialog", createdShot,
+		chromedp.Click(chromedp.Search(`//div[@role="dialog"]//button[normalize-space()="Create"]`), chromedp.NodeVisible))
+	u.waitText("the new experiment's page", name)
+	u.screenshot(createdShot)
 }
 
 func (u *browserUI) screenshot(name string) {
@@ -448,6 +464,13 @@ func readRun(t *testing.T, c *Cloud, url, runID string) loggedRun {
 // name.
 func experimentExists(t *testing.T, c *Cloud, url, name string) bool {
 	t.Helper()
+	_, ok := findExperiment(t, c, url, name)
+	return ok
+}
+
+// findExperiment returns the ID of the experiment called name, as experimentExists looks it up.
+func findExperiment(t *testing.T, c *Cloud, url, name string) (string, bool) {
+	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, url+"/api/2.0/mlflow/experiments/get-by-name?experiment_name="+name, nil)
 	req.SetBasicAuth(Username, c.Password)
 	resp, err := http.DefaultClient.Do(req)
@@ -458,10 +481,18 @@ func experimentExists(t *testing.T, c *Cloud, url, name string) bool {
 	body, _ := io.ReadAll(resp.Body)
 	switch resp.StatusCode {
 	case http.StatusOK:
-		return true
+		var e struct {
+			Experiment struct {
+				ID string `json:"experiment_id"`
+			} `json:"experiment"`
+		}
+		if err := json.Unmarshal(body, &e); err != nil || e.Experiment.ID == "" {
+			t.Fatalf("looking up experiment %q: no ID in %s (%v)", name, body, err)
+		}
+		return e.Experiment.ID, true
 	case http.StatusNotFound:
-		return false
+		return "", false
 	}
 	t.Fatalf("looking up experiment %q: %s %s", name, resp.Status, body)
-	return false
+	return "", false
 }

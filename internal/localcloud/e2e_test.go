@@ -31,17 +31,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	var logs syncBuffer
-	c, err := Start(ctx, t.TempDir(), &logs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("revision logs:\n%s", tail(logs.String(), 60))
-		}
-	})
+	c, _ := startCloud(t, ctx)
 
 	// Every deploy also mounts a secret as a file, as a user's own key file would be.
 	const extraSecret, extraValue, extraPath = "some_secret", "extra value\n", "/secrets/extra.txt"
@@ -56,13 +46,9 @@ func TestEndToEnd(t *testing.T) {
 	// First deploy.
 	out := t.TempDir()
 	env := actionEnv(commit1, out)
-	var actionLog bytes.Buffer
-	first, err := c.RunAction(ctx, env, &actionLog)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, actionLog.String())
-	}
-	if !strings.Contains(actionLog.String(), RuntimeAccount+" may read every secret the service references") {
-		t.Errorf("the action did not check the runtime account's access to the secrets:\n%s", actionLog.String())
+	first, actionLog := deploy(t, ctx, c, env)
+	if !strings.Contains(actionLog, RuntimeAccount+" may read every secret the service references") {
+		t.Errorf("the action did not check the runtime account's access to the secrets:\n%s", actionLog)
 	}
 	url := first["url"]
 	if !strings.HasPrefix(url, "http://127.0.0.1:") || first["service"] != "mlflow" || first["revision"] == "" ||
@@ -78,7 +64,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("the step summary does not show %q:\n%s", want, summary)
 		}
 	}
-	if strings.Contains(actionLog.String(), c.Password) || strings.Contains(string(summary), c.Password) {
+	if strings.Contains(actionLog, c.Password) || strings.Contains(string(summary), c.Password) {
 		t.Error("the action printed the MLflow password")
 	}
 	// Public through invoker_iam_disabled (the Run stand-in refuses allUsers by default, as a secure-by-
@@ -118,10 +104,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// The same commit again writes nothing.
 	registryWrites, runWrites := c.Google.Registry.Counts().Writes, c.Google.Run.Writes()
-	again, err := c.RunAction(ctx, actionEnv(commit1, t.TempDir()), &actionLog)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, actionLog.String())
-	}
+	again, _ := deploy(t, ctx, c, actionEnv(commit1, t.TempDir()))
 	if again["revision"] != first["revision"] || again["image"] != first["image"] {
 		t.Errorf("an unchanged re-run gave %v, first %v", again, first)
 	}
@@ -131,10 +114,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// A new commit rolls a new revision on the same URL, and the run logged before is still there.
-	second, err := c.RunAction(ctx, actionEnv(commit2, t.TempDir()), &actionLog)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, actionLog.String())
-	}
+	second, _ := deploy(t, ctx, c, actionEnv(commit2, t.TempDir()))
 	if second["revision"] == first["revision"] || second["url"] != url {
 		t.Errorf("redeploy outputs %v, first %v", second, first)
 	}

@@ -27,12 +27,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	logs := &syncBuffer{}
-	c, err := Start(ctx, t.TempDir(), logs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c, logs := startCloud(t, ctx)
 
 	out := t.TempDir()
 	env := c.ActionEnv(commit1, out)
