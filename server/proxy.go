@@ -45,6 +45,7 @@ func newProxy(addr string, dropAuthorization bool, log *logger) *httputil.Revers
 				pr.Out.Header.Set("X-Forwarded-Proto", proto)
 			}
 			pr.Out.Header.Del("Origin")
+			rewriteReferer(pr.Out.Header, pr.In.Host, addr)
 			if dropAuthorization {
 				// The basic credentials are the server's business; MLflow needs none.
 				pr.Out.Header.Del("Authorization")
@@ -66,6 +67,28 @@ func newProxy(addr string, dropAuthorization bool, log *logger) *httputil.Revers
 		},
 		ErrorLog: log.stdLogger(),
 	}
+}
+
+// rewriteReferer points a Referer from the page's own host at the loopback host MLflow is given, with the
+// scheme the request is forwarded as. MLflow's auth app checks CSRF with Flask-WTF, which over HTTPS also
+// demands a Referer of the request's own host (https://<Host>/): a form such as /signup, posted from the
+// service's URL, would otherwise fail with "The referrer does not match the host". Only a same-host
+// Referer is rewritten: one from another site is passed as it came, and MLflow refuses it as before.
+func rewriteReferer(h http.Header, inHost, addr string) {
+	ref := h.Get("Referer")
+	if ref == "" {
+		return
+	}
+	u, err := url.Parse(ref)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || !sameHost(u, inHost) {
+		return
+	}
+	u.Host = addr
+	if proto := h.Get("X-Forwarded-Proto"); proto == "https" || proto == "http" {
+		u.Scheme = proto
+	}
+	u.User, u.Fragment, u.RawFragment = nil, "", ""
+	h.Set("Referer", u.String())
 }
 
 // relativizeLocation rewrites a redirect that MLflow built from the loopback Host it was given into a

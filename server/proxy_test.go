@@ -239,3 +239,32 @@ func TestProxyMLflowGone(t *testing.T) {
 		t.Errorf("want an ERROR line saying MLflow did not answer (connection refused, with the path) and a 502 request line; log:\n%s", out)
 	}
 }
+
+// TestRewriteReferer checks that a Referer from the service's own host reaches MLflow naming the loopback
+// host MLflow checks CSRF against (Flask-WTF: https://<Host>/ over HTTPS), and that any other is passed
+// as it came.
+func TestRewriteReferer(t *testing.T) {
+	t.Parallel()
+	const addr = "127.0.0.1:5000"
+	for _, tc := range []struct {
+		name, referer, inHost, proto, want string
+	}{
+		{"same host over https", "https://mlflow-abc.a.run.app/signup?x=1", "mlflow-abc.a.run.app", "https", "https://127.0.0.1:5000/signup?x=1"},
+		{"same host and port, local http", "http://127.0.0.1:8080/#/admin", "127.0.0.1:8080", "http", "http://127.0.0.1:5000/"},
+		{"user info dropped", "https://u:p@mlflow.example.com/signup", "mlflow.example.com", "https", "https://127.0.0.1:5000/signup"},
+		{"another site", "https://evil.example/page", "mlflow-abc.a.run.app", "https", "https://evil.example/page"},
+		{"same name, another port", "http://127.0.0.1:9999/", "127.0.0.1:8080", "http", "http://127.0.0.1:9999/"},
+		{"not http", "ftp://mlflow-abc.a.run.app/", "mlflow-abc.a.run.app", "https", "ftp://mlflow-abc.a.run.app/"},
+		{"none", "", "mlflow-abc.a.run.app", "https", ""},
+	} {
+		h := http.Header{}
+		if tc.referer != "" {
+			h.Set("Referer", tc.referer)
+		}
+		h.Set("X-Forwarded-Proto", tc.proto)
+		rewriteReferer(h, tc.inHost, addr)
+		if got := h.Get("Referer"); got != tc.want {
+			t.Errorf("%s: Referer %q became %q, want %q", tc.name, tc.referer, got, tc.want)
+		}
+	}
+}
