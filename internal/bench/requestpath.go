@@ -81,6 +81,7 @@ func requestPath(ctx context.Context, w *world, r *report) error {
 		latencyRequests, concurrency, throughputFor, throughputRuns)
 	s.table("operation", "path", "p50", "p99", "throughput (req/s)", "p50 overhead", "target", "result")
 	var failures []string
+	missed := map[string]bool{}
 	for _, op := range operations(runIDs) {
 		lat := map[string][]float64{}
 		for i := range latencyRequests {
@@ -105,15 +106,26 @@ func requestPath(ctx context.Context, w *world, r *report) error {
 			if t != direct {
 				over = fmt.Sprintf("%+.2f ms (%+.1f%%)", (p50-base)*1000, (p50-base)/base*100)
 				target, result = "< "+fmtMs(max(0.05*base, 0.001)), verdict(p50-base < max(0.05*base, 0.001))
+				missed[op.name] = missed[op.name] || p50-base >= max(0.05*base, 0.001)
 			}
 			s.row(op.name, t.name, fmtMs(p50), fmtMs(percentile(lat[t.name], 99)), tputCell, over, target, result)
 		}
+	}
+	if missed["log_batch"] {
+		s.add("\n%s", logBatchMiss)
 	}
 	for _, f := range failures {
 		s.add("%s", f)
 	}
 	return artifacts(ctx, s, srv, targets)
 }
+
+// logBatchMiss is what is known about log_batch's overhead, which has missed its target in every run so far.
+const logBatchMiss = "**Why log_batch misses, as far as known.** The overhead (about 35–45 ms at p50 over both protocols, against about 2 ms for search_runs, also a POST) does not depend on the order of the paths in the interleaving (a run with ours first gave the same), " +
+	"and it is not the server's two writes of a proxied request (headers, then the body, as net/http sends a body it cannot see into): forwarding small bodies in one write left it unchanged. " +
+	"Traced with strace on the server, MLflow's response to a proxied log_batch arrives in two parts, its headers and then, about 40 ms later, its 2-byte body `{}`; " +
+	"log_batch straight to MLflow from curl or from Python's http.client, with the proxy's X-Forwarded-* headers or without, shows no such gap. " +
+	"The cause is still open; the next step is to replay the proxy's exact request bytes to MLflow and to trace the uvicorn worker."
 
 func oursEnv(w *world, db string) []string {
 	return []string{
