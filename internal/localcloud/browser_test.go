@@ -471,15 +471,8 @@ func experimentExists(t *testing.T, c *Cloud, url, name string) bool {
 // findExperiment returns the ID of the experiment called name, as experimentExists looks it up.
 func findExperiment(t *testing.T, c *Cloud, url, name string) (string, bool) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, url+"/api/2.0/mlflow/experiments/get-by-name?experiment_name="+name, nil)
-	req.SetBasicAuth(Username, c.Password)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	switch resp.StatusCode {
+	code, body := apiGet(t, c, url+"/api/2.0/mlflow/experiments/get-by-name?experiment_name="+name)
+	switch code {
 	case http.StatusOK:
 		var e struct {
 			Experiment struct {
@@ -493,6 +486,6 @@ func findExperiment(t *testing.T, c *Cloud, url, name string) (string, bool) {
 	case http.StatusNotFound:
 		return "", false
 	}
-	t.Fatalf("looking up experiment %q: %s %s", name, resp.Status, body)
+	t.Fatalf("looking up experiment %q: %d %s", name, code, body)
 	return "", false
 }

@@ -200,7 +200,13 @@ func checkSecretFile(t *testing.T, c *Cloud, revision, path, value string) {
 // getRun reads a run through the server with the demo's credentials.
 func getRun(t *testing.T, c *Cloud, url, runID string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, url+"/api/2.0/mlflow/runs/get?run_id="+runID, nil)
+	return apiGet(t, c, url+"/api/2.0/mlflow/runs/get?run_id="+runID)
+}
+
+// apiGet GETs an API address with the demo's credentials and returns the status code and body.
+func apiGet(t *testing.T, c *Cloud, address string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, address, nil)
 	req.SetBasicAuth(Username, c.Password)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
