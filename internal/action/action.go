@@ -53,7 +53,7 @@ type Outputs struct {
 // When ctx ends midway (the job was cancelled) the error is a *StoppedError, which says what state the
 // service was left in; the step summary says it too.
 func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outputs, error) {
-	gh := githubactions.New(githubactions.WithGetenv(getenv), githubactions.WithWriter(out))
+	gh := newAction(getenv, out)
 
 	cfg, err := config.Parse(getenv)
 	if err != nil {
@@ -67,6 +67,24 @@ func Run(ctx context.Context, getenv func(string) string, out io.Writer) (*Outpu
 		return nil, stopped
 	}
 	return o, err
+}
+
+// newAction returns the workflow-command writer for Run. Its commands come from more than one goroutine
+// (push progress, and access tokens masked as they are refreshed inside the registry client), so each is
+// written whole, under a lock.
+func newAction(getenv func(string) string, out io.Writer) *githubactions.Action {
+	return githubactions.New(githubactions.WithGetenv(getenv), githubactions.WithWriter(&lockedWriter{w: out}))
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 func deploySteps(ctx context.Context, getenv func(string) string, gh *githubactions.Action, cfg *config.Config, prog *progressLog) (*Outputs, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/sethvargo/go-githubactions"
@@ -64,4 +65,35 @@ func (s tokenListSource) Token() (*oauth2.Token, error) {
 	tok := (*s.tokens)[0]
 	*s.tokens = (*s.tokens)[1:]
 	return &oauth2.Token{AccessToken: tok}, nil
+}
+
+// TestCommandsWrittenWhole: workflow commands written from several goroutines at once (push progress,
+// tokens masked as the registry client refreshes them) reach the log whole, one per line. Under the race
+// detector this also fails if the writes are not serialized.
+func TestCommandsWrittenWhole(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	gh := newAction(func(string) string { return "" }, &out)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 100 {
+				if g%2 == 0 {
+					gh.Infof("pushing: %d of %d", i, g)
+				} else {
+					gh.AddMask(fmt.Sprintf("ya29.token-%d-%d", g, i))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 800 {
+		t.Fatalf("got %d lines, want 800", len(lines))
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "pushing: ") && !strings.HasPrefix(l, "::add-mask::ya29.token-") {
+			t.Errorf("mixed line %q", l)
+		}
+	}
 }

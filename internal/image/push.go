@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -37,24 +41,16 @@ func Push(ctx context.Context, img v1.Image, tag name.Tag, opts ...Option) (name
 	}
 
 	o := makeOptions(opts)
-	rec := &recorder{inner: o.transport, uploaded: map[string]bool{}}
+	rec := newRecorder(o.transport, m)
 	ropts := append(o.remote(ctx, tag.Registry, rec), retries()...)
+	stopProgress := func(bool) {}
 	if o.progress != nil {
-		updates := make(chan v1.Update, 64)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			for u := range updates {
-				o.progress(u)
-			}
-		}()
-		// remote.Write closes updates when it returns (it can fail before that only on conflicting auth
-		// options, which o.remote never gives it).
-		defer func() { <-done }()
-		ropts = append(ropts, remote.WithProgress(updates))
+		stopProgress = reportProgress(rec, o.progress)
 	}
 
 	err = remote.Write(tag, localMounts{Image: img, registry: tag.RegistryStr()}, ropts...)
+	// Once the manifest is written (or was there), the registry has every blob.
+	stopProgress(err == nil)
 	stats := rec.stats(m)
 	if err != nil {
 		stats.Unchanged = false
@@ -103,28 +99,137 @@ func FormatBytes(n int64) string {
 }
 
 // recorder watches the requests remote.Write makes: a blob upload ends in a PUT carrying the blob's
-// digest, a manifest write is a PUT to /v2/<repo>/manifests/<ref>. Everything else is a read.
+// digest, a manifest write is a PUT to /v2/<repo>/manifests/<ref>. Everything else is a read. It also
+// counts progress: the blobs found present (a HEAD answered 200, a mount answered 201) or uploaded, and
+// the bytes of the upload bodies being sent now.
+//
+// Progress is counted here rather than with remote.WithProgress, whose counters race with an upload
+// body that net/http is still sending when the registry has already refused it (a 500 before reading
+// the body), and whose count then goes past the total.
 type recorder struct {
 	inner http.RoundTripper
+	sizes map[string]int64 // the image's blobs (config and layers) by digest
 
 	mu           sync.Mutex
 	uploaded     map[string]bool
+	done         map[string]bool // present or uploaded
+	sending      map[*countingBody]bool
 	manifestPuts int
 }
 
+func newRecorder(inner http.RoundTripper, m *v1.Manifest) *recorder {
+	r := &recorder{inner: inner, sizes: map[string]int64{}, uploaded: map[string]bool{}, done: map[string]bool{},
+		sending: map[*countingBody]bool{}}
+	for _, d := range append([]v1.Descriptor{m.Config}, m.Layers...) {
+		r.sizes[d.Digest.String()] = d.Size
+	}
+	return r
+}
+
 func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil && req.Body != http.NoBody && (req.Method == http.MethodPatch || req.Method == http.MethodPut) {
+		body := &countingBody{ReadCloser: req.Body}
+		req = req.Clone(req.Context())
+		req.Body = body
+		r.mu.Lock()
+		r.sending[body] = true
+		r.mu.Unlock()
+		// net/http may go on reading the body after RoundTrip returns; it no longer counts then.
+		defer func() {
+			r.mu.Lock()
+			delete(r.sending, body)
+			r.mu.Unlock()
+		}()
+	}
 	resp, err := r.inner.RoundTrip(req)
-	if err != nil || req.Method != http.MethodPut || resp.StatusCode/100 != 2 {
+	if err != nil {
 		return resp, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if d := req.URL.Query().Get("digest"); d != "" {
-		r.uploaded[d] = true
-	} else if strings.HasPrefix(req.URL.Path, "/v2/") && strings.Contains(req.URL.Path, "/manifests/") {
+	switch q := req.URL.Query(); {
+	case req.Method == http.MethodHead && resp.StatusCode == http.StatusOK && strings.Contains(req.URL.Path, "/blobs/"):
+		r.done[path.Base(req.URL.Path)] = true
+	case req.Method == http.MethodPost && resp.StatusCode == http.StatusCreated && q.Get("mount") != "":
+		r.done[q.Get("mount")] = true
+	case req.Method != http.MethodPut || resp.StatusCode/100 != 2:
+	case q.Get("digest") != "":
+		r.uploaded[q.Get("digest")] = true
+		r.done[q.Get("digest")] = true
+	case strings.HasPrefix(req.URL.Path, "/v2/") && strings.Contains(req.URL.Path, "/manifests/"):
 		r.manifestPuts++
 	}
 	return resp, err
+}
+
+// progress returns the image's size and how much of it the registry has or is being sent.
+func (r *recorder) progress() v1.Update {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var u v1.Update
+	for d, size := range r.sizes {
+		u.Total += size
+		if r.done[d] {
+			u.Complete += size
+		}
+	}
+	for b := range r.sending {
+		u.Complete += b.n.Load()
+	}
+	u.Complete = min(u.Complete, u.Total)
+	return u
+}
+
+// countingBody counts the bytes read from an upload's body.
+type countingBody struct {
+	io.ReadCloser
+	n atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
+// progressEvery is how often Push looks at its progress while it writes.
+const progressEvery = time.Second
+
+// reportProgress calls f with rec's progress every progressEvery while it changes, from one goroutine.
+// stop ends that, and calls f once more with the progress at that moment, all of it when complete; f
+// is not called after stop returns.
+func reportProgress(rec *recorder, f func(v1.Update)) (stop func(complete bool)) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	var complete bool
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(progressEvery)
+		defer tick.Stop()
+		var last v1.Update
+		for {
+			select {
+			case <-quit:
+				u := rec.progress()
+				if complete {
+					u.Complete = u.Total
+				}
+				if u != last {
+					f(u)
+				}
+				return
+			case <-tick.C:
+				if u := rec.progress(); u != last {
+					f(u)
+					last = u
+				}
+			}
+		}
+	}()
+	return func(c bool) {
+		complete = c
+		close(quit)
+		<-done
+	}
 }
 
 func (r *recorder) stats(m *v1.Manifest) PushStats {

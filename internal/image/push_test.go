@@ -5,11 +5,13 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -379,4 +381,72 @@ func BenchmarkPush(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestPushProgress: a registry that answers an upload's PATCH with a 500 before reading its body makes
+// the upload start again while the first body may still be being sent. Progress is counted (under the
+// race detector) without going past the image's size, shows a slow upload partly done, ends complete,
+// and is never reported after Push returns.
+func TestPushProgress(t *testing.T) {
+	t.Parallel()
+	f := newPushFixture(t, types.OCIManifestSchema1, 4_000_000, 3_000_000)
+	var mu sync.Mutex
+	fails := 0
+	f.dst.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Method != http.MethodPatch {
+			return false
+		}
+		if fails < 4 {
+			fails++
+			w.Header().Set("Connection", "close")
+			writeRegistryError(w, http.StatusInternalServerError, "UNKNOWN", "try again")
+			return true
+		}
+		r.Body = slowBody{r.Body} // 2 s or more for the largest layer: progressEvery passes while it is sent
+		return false
+	})
+	img := f.build(t, "rev1")
+	size := imageSize(t, img)
+	var updates []v1.Update
+	returned := false
+	_, _, err := Push(context.Background(), img, f.tag(t, "rev1"), WithProgress(func(u v1.Update) {
+		mu.Lock()
+		defer mu.Unlock()
+		if returned {
+			t.Errorf("progress %+v reported after Push returned", u)
+		}
+		updates = append(updates, u)
+	}))
+	mu.Lock()
+	defer mu.Unlock()
+	returned = true
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fails != 4 {
+		t.Errorf("%d PATCHes failed, want 4", fails)
+	}
+	partly := false
+	for _, u := range updates {
+		if u.Total != size || u.Complete > u.Total || u.Error != nil {
+			t.Errorf("progress update %+v, want a part of %d", u, size)
+		}
+		partly = partly || (u.Complete > 0 && u.Complete < u.Total)
+	}
+	if !partly {
+		t.Errorf("no update showed the upload partly done: %+v", updates)
+	}
+	if len(updates) == 0 || updates[len(updates)-1].Complete != size {
+		t.Errorf("the last progress update is not complete: %+v", updates)
+	}
+}
+
+// slowBody reads at most 256 KiB each 20 ms.
+type slowBody struct{ io.ReadCloser }
+
+func (b slowBody) Read(p []byte) (int, error) {
+	time.Sleep(20 * time.Millisecond)
+	return b.ReadCloser.Read(p[:min(len(p), 256<<10)])
 }
