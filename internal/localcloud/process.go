@@ -10,10 +10,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,6 +20,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/deploy-mlflow/deploy-mlflow/internal/testenv"
 )
 
 // revisionProc is a revision running as a process, reached through its reverse proxy.
@@ -191,22 +190,10 @@ func (p *revisionProc) stop(grace time.Duration) {
 
 // killSession kills every process in session sid.
 func killSession(sid int) {
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, f := range stats {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid pgrp session ...; comm may hold spaces and parentheses.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		fields := strings.Fields(string(b[i+1:]))
-		if len(fields) > 3 && fields[3] == strconv.Itoa(sid) {
-			if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f))); err == nil {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
+	procs, _ := testenv.Procs()
+	for pid, p := range procs {
+		if p.SID == sid {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
 }

@@ -16,6 +16,7 @@ type Proc struct {
 	State byte // R, S, D, T, Z (zombie), X (dead), ...
 	PPID  int
 	PGRP  int // process group
+	SID   int // session
 	// Start is when the process started, in clock ticks after boot: with the PID it names one process,
 	// also after the PID has been reused.
 	Start uint64
@@ -35,7 +36,7 @@ func ReadProc(pid int) (Proc, error) {
 
 // parseStat reads the fields of a /proc/PID/stat line that Proc holds. The command name, in parentheses,
 // may hold spaces and parentheses itself, so the fields are counted from its last closing parenthesis:
-// state (field 3), ppid, pgrp, ..., starttime (field 22).
+// state (field 3), ppid, pgrp, session, ..., starttime (field 22).
 func parseStat(pid int, stat []byte) (Proc, error) {
 	i := bytes.LastIndexByte(stat, ')')
 	fields := strings.Fields(string(stat[i+1:]))
@@ -43,10 +44,11 @@ func parseStat(pid int, stat []byte) (Proc, error) {
 		return Proc{}, fmt.Errorf("/proc/%d/stat: not a stat line: %q", pid, stat)
 	}
 	p := Proc{PID: pid, State: fields[0][0]}
-	var errs [3]error
+	var errs [4]error
 	p.PPID, errs[0] = strconv.Atoi(fields[1])
 	p.PGRP, errs[1] = strconv.Atoi(fields[2])
-	p.Start, errs[2] = strconv.ParseUint(fields[19], 10, 64)
+	p.SID, errs[2] = strconv.Atoi(fields[3])
+	p.Start, errs[3] = strconv.ParseUint(fields[19], 10, 64)
 	for _, err := range errs {
 		if err != nil {
 			return Proc{}, fmt.Errorf("/proc/%d/stat: %w", pid, err)

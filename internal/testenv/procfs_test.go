@@ -19,12 +19,12 @@ func TestParseStat(t *testing.T) {
 		{
 			name: "plain",
 			stat: "42 (sleep) S 7 42 7 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 123456 5439488 200 18446744073709551615",
-			want: Proc{PID: 42, State: 'S', PPID: 7, PGRP: 42, Start: 123456},
+			want: Proc{PID: 42, State: 'S', PPID: 7, PGRP: 42, SID: 7, Start: 123456},
 		},
 		{
 			name: "command name with spaces and parentheses",
 			stat: "43 (a) Z (b) Z 1 9 9 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 99 0 0 18446744073709551615",
-			want: Proc{PID: 43, State: 'Z', PPID: 1, PGRP: 9, Start: 99},
+			want: Proc{PID: 43, State: 'Z', PPID: 1, PGRP: 9, SID: 9, Start: 99},
 		},
 		{name: "truncated", stat: "44 (sleep) S 7 42", wantErr: true},
 		{name: "no command name", stat: "45 sleep S 7 42 7 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 1 0 0 0", wantErr: true},
@@ -63,6 +63,9 @@ func TestProcessHelpers(t *testing.T) {
 	p, err := ReadProc(sleep)
 	if err != nil || p.PPID != sh || p.PGRP != sh || !p.Alive() || p.Start == 0 {
 		t.Errorf("ReadProc(sleep) = %+v, %v; want a live child of %d in its group", p, err, sh)
+	}
+	if self, err := ReadProc(os.Getpid()); err != nil || p.SID != self.SID || p.SID == 0 {
+		t.Errorf("sleep is in session %d, want this test's session (%+v, %v)", p.SID, self, err)
 	}
 	procs, err := Procs()
 	if err != nil || !Below(procs, sleep, sh) || !Below(procs, sleep, os.Getpid()) || Below(procs, sh, sleep) {
