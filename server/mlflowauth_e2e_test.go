@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -147,6 +149,58 @@ func TestMLflowAuth(t *testing.T) {
 		}
 		if status, body := in.as(t, bob, bobPass, "POST", "/api/2.0/mlflow/users/create", `{"username":"carol","password":"carol-password-1"}`); status != 403 {
 			t.Errorf("a user who is no admin creates a user: %d %s, want 403", status, body)
+		}
+	})
+
+	t.Run("signup form over HTTPS, as Cloud Run forwards it", func(t *testing.T) {
+		// A browser on https://<service host>/signup: the form, its CSRF cookie and token, then the post
+		// with the Origin and Referer a browser sends. Flask-WTF checks the Referer against the Host MLflow
+		// is given over HTTPS, and the token against the session cookie.
+		const host = "mlflow-abc-uc.a.run.app"
+		send := func(method, path string, body string, header http.Header) (*http.Response, string) {
+			req, _ := http.NewRequest(method, in.URL()+path, strings.NewReader(body))
+			req.Host = host
+			req.Header = header.Clone()
+			req.Header.Set("X-Forwarded-Proto", "https")
+			req.SetBasicAuth(in.user, in.pass)
+			resp, err := httpClient.Do(req)
+			if err != nil {
+				t.Fatalf("%s %s: %v", method, path, err)
+			}
+			defer resp.Body.Close()
+			return resp, readAll(resp)
+		}
+		resp, page := send("GET", "/signup", "", http.Header{})
+		token := regexp.MustCompile(`name="csrf_token" value="([^"]+)"`).FindStringSubmatch(page)
+		action := regexp.MustCompile(`<form action="([^"]+)" method="post">`).FindStringSubmatch(page)
+		if resp.StatusCode != 200 || token == nil || action == nil {
+			t.Fatalf("GET /signup: %d, no form with a CSRF token:\n%.500s", resp.StatusCode, page)
+		}
+		var cookies []string
+		for _, c := range resp.Cookies() {
+			cookies = append(cookies, c.Name+"="+c.Value)
+		}
+		post := func(form url.Values) (int, string) {
+			resp, body := send("POST", action[1], form.Encode(), http.Header{
+				"Content-Type": {"application/x-www-form-urlencoded"},
+				"Cookie":       {strings.Join(cookies, "; ")},
+				"Origin":       {"https://" + host},
+				"Referer":      {"https://" + host + "/signup"},
+			})
+			return resp.StatusCode, body
+		}
+		if status, body := post(url.Values{"username": {"mallory"}, "password": {"mallory-password-1"}}); status != 400 {
+			t.Errorf("signup without the CSRF token: %d %.300s, want 400", status, body)
+		}
+		status, body := post(url.Values{"csrf_token": {token[1]}, "username": {"carol"}, "password": {"carol-password-1"}})
+		if status != 200 || !strings.Contains(body, "Successfully signed up user: carol") {
+			t.Fatalf("signup: %d %.500s", status, body)
+		}
+		if status, body := in.as(t, "carol", "carol-password-1", "GET", "/ajax-api/2.0/mlflow/users/current", ""); status != 200 || !strings.Contains(body, `"carol"`) {
+			t.Errorf("carol after signing up: %d %s", status, body)
+		}
+		if status, _ := in.as(t, "mallory", "mallory-password-1", "GET", "/ajax-api/2.0/mlflow/users/current", ""); status != 401 {
+			t.Errorf("mallory, whose signup had no CSRF token, can log in: %d", status)
 		}
 	})
 

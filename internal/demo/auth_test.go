@@ -52,7 +52,7 @@ func TestLoginHelp(t *testing.T) {
 		want, wantNot []string
 	}{
 		{"basic", []string{"username  " + localcloud.Username, "password  " + password}, []string{"signup", "identity token"}},
-		{"mlflow", []string{"first admin", "username  " + localcloud.Username, "password  " + password, url + "/#/admin",
+		{"mlflow", []string{"first admin", "username  " + localcloud.Username, "password  " + password, url + "/#/admin", url + "/signup",
 			url + "/api/2.0/mlflow/users/create", url + "/ajax-api/2.0/mlflow/users/current"}, []string{"identity token"}},
 		{"iam", []string{"identity token", "print-identity-token", "run services proxy"}, []string{password}},
 	} {
