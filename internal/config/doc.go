@@ -10,6 +10,7 @@
 //	default_permission flask_secret_key_secret kek_passphrase_secret
 //	secrets secret_versions env_vars cloudsql_instances service_account
 //	memory cpu workers min_instances max_instances concurrency timeout wait_timeout labels
+//	no_traffic tag remove_tag dry_run
 //
 // and from the environment: GOOGLE_CLOUD_PROJECT, GCLOUD_PROJECT and CLOUDSDK_CORE_PROJECT (the project
 // when project_id is unset, as google-github-actions/auth exports it), GITHUB_SHA, GITHUB_SERVER_URL and
@@ -18,5 +19,6 @@
 // Each step of Parse (parse.go) reads one group of inputs and checks it, using what earlier steps read;
 // auth modes (auth.go, mlflowauth.go), secret references, secret mounts, the secrets that inputs name as
 // MLflow's variables (serversecrets.go), resource sizes, workers, env names, labels and Google's naming
-// rules (names.go) have their own files, each rule beside the URL of the reference it comes from.
+// rules (names.go) have their own files, each rule beside the URL of the reference it comes from; so do
+// previews and their tags (traffic.go) and dry runs (plan.go).
 package config
