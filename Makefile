@@ -61,7 +61,8 @@ release-image:
 	  -revision "$$(git rev-parse HEAD)" -created "$$(git log -1 --format=%cI)" $(RELEASE_FLAGS)
 
 # make bench: measures the server, the image pushes and the action against their baselines (internal/bench)
-# and writes BENCHMARKS.md; about 15 minutes on 2 cores. BENCH_FLAGS='-groups registry' runs one group.
+# and writes BENCHMARKS.md; about 8 minutes on 2 cores, and its first run also generates a 1 GB base image
+# (cached under ~/.cache/deploy-mlflow/bench). BENCH_FLAGS='-groups registry' runs one group.
 bench:
 	@export DEPLOY_MLFLOW_VENV="$$(bash $(SETUP) | tail -n 1)" && \
 	$(GO) run ./internal/bench -out BENCHMARKS.md $(BENCH_FLAGS)
