@@ -24,6 +24,9 @@ type handler struct {
 	// guesses throttles clients that keep failing basic auth: the server's own check, or with auth mlflow
 	// MLflow's (see proxyCounted); nil for none.
 	guesses *throttle
+	// gate bounds the requests that use MLflow's tracking store at once (see storeGate); nil for no bound.
+	// It is set before the first setMLflow, whose atomic store publishes it.
+	gate storeGate
 }
 
 func newHandler(auth *basicAuth) *handler {
@@ -60,6 +63,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "5")
 		http.Error(w, "MLflow is starting; retry shortly.", http.StatusServiceUnavailable)
 		return
+	}
+	if h.gate != nil && usesStore(r) {
+		if !h.gate.enter(r.Context()) {
+			return // the client went away while it waited
+		}
+		defer h.gate.leave()
 	}
 	if h.auth == nil && h.guesses != nil && r.Header.Get("Authorization") != "" {
 		h.proxyCounted(proxy, w, r)

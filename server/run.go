@@ -119,7 +119,9 @@ func run(ctx context.Context, e env, stdout io.Writer) error {
 	}
 	mlflowAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	// Here prepareStore has succeeded: in auth mode mlflow the auth tables are at head and the admin is set up.
-	mlflow, err := startMLflowServer(log, cfg.mlflow, mlAuth.serverArgs(), append(mlAuth.environ(mlflowEnv(e.environ, cfg, port)), storeEnv...), mlAuth != nil)
+	env := append(mlAuth.environ(mlflowEnv(e.environ, cfg, port)), storeEnv...)
+	h.gate = newStoreGate(env)
+	mlflow, err := startMLflowServer(log, cfg.mlflow, mlAuth.serverArgs(), env, mlAuth != nil)
 	if err != nil {
 		shutdown(0, "")
 		return fail(err)
