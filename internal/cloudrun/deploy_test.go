@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -208,6 +209,50 @@ func TestDeployRetriesAFailedRevision(t *testing.T) {
 	}
 	if res.Updated || w.run.Writes() != writes {
 		t.Errorf("a run after a successful retry wrote: changes %v, writes %d, want none", res.Changes, w.run.Writes()-writes)
+	}
+}
+
+// TestDeployRetriesAFailedRevisionWhileAnOlderServes: good deploy, then a deploy whose revision fails
+// (the older revision keeps serving), then the cause is fixed outside the spec (a permission, a database)
+// and the job re-run: the re-run rolls a new revision of the same spec, which serves.
+func TestDeployRetriesAFailedRevisionWhileAnOlderServes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	newImage := strings.Replace(testImage, "0001", "0004", 1)
+	var mu sync.Mutex
+	fail := false
+	w := newWorld(t, gcptest.WithRuntime(gcptest.RuntimeFunc(func(context.Context, *runpb.Service, *runpb.Revision) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if fail {
+			return "", gcptest.ContainerFailedToStart(8080)
+		}
+		return "", nil
+	})))
+	good, err := w.d.Deploy(ctx, desiredFor(t, nil, testImage), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	fail = true
+	mu.Unlock()
+	if _, err := w.d.Deploy(ctx, desiredFor(t, nil, newImage), time.Minute); err == nil {
+		t.Fatal("a deploy whose revision fails reported success")
+	}
+	mu.Lock()
+	fail = false
+	mu.Unlock()
+	res, err := w.d.Deploy(ctx, desiredFor(t, nil, newImage), time.Minute)
+	if err != nil {
+		t.Fatalf("a re-run after the cause was fixed still fails: %v", err)
+	}
+	if !res.Updated || res.Revision == good.Revision || len(w.run.Revisions(project, "us-central1", "mlflow")) != 3 {
+		t.Errorf("the re-run did not roll a new revision: %+v", res)
+	}
+	svc, _ := w.run.Service(project, "us-central1", "mlflow")
+	if !strings.HasSuffix(svc.GetLatestReadyRevision(), res.Revision) || svc.GetTemplate().GetContainers()[0].GetImage() != newImage {
+		t.Errorf("serving %s with %s, want the re-run's revision %s with %s", svc.GetLatestReadyRevision(),
+			svc.GetTemplate().GetContainers()[0].GetImage(), res.Revision, newImage)
 	}
 }
 
