@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -55,7 +60,7 @@ func newProxy(addr string, dropAuthorization bool, log *logger) *httputil.Revers
 		FlushInterval: -1,
 		ModifyResponse: func(resp *http.Response) error {
 			relativizeLocation(resp.Header, addr)
-			return nil
+			return jsonRefusal(resp)
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
@@ -107,4 +112,35 @@ func relativizeLocation(h http.Header, addr string) {
 		rel.Path = "/"
 	}
 	h.Set("Location", rel.String())
+}
+
+// mlflowRefusal is the body of the 403 that MLflow's auth app answers a permission check with
+// (make_forbidden_response), as text/html.
+const mlflowRefusal = "Permission denied"
+
+// jsonRefusal gives MLflow's auth app's plain-text 403 on an API path the shape of MLflow's other REST
+// errors, {"error_code": "PERMISSION_DENIED", "message": ...}. MLflow's UI reads the error_code and shows a
+// refusal; from plain text it shows INTERNAL_ERROR, and MLflow's Python client a bare status line.
+func jsonRefusal(resp *http.Response) error {
+	p := resp.Request.URL.Path
+	if resp.StatusCode != http.StatusForbidden || resp.ContentLength < 0 || resp.ContentLength > 64 ||
+		!strings.HasPrefix(resp.Header.Get("Content-Type"), "text/") ||
+		(!strings.HasPrefix(p, "/api/") && !strings.HasPrefix(p, "/ajax-api/")) {
+		return nil
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64))
+	_ = resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(string(body)) != mlflowRefusal {
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		return nil
+	}
+	b, _ := json.Marshal(map[string]string{"error_code": "PERMISSION_DENIED", "message": mlflowRefusal})
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	resp.ContentLength = int64(len(b))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
+	resp.Header.Set("Content-Type", "application/json")
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -265,6 +266,39 @@ func TestRewriteReferer(t *testing.T) {
 		rewriteReferer(h, tc.inHost, addr)
 		if got := h.Get("Referer"); got != tc.want {
 			t.Errorf("%s: Referer %q became %q, want %q", tc.name, tc.referer, got, tc.want)
+		}
+	}
+}
+
+// TestJSONRefusal: MLflow's auth app's plain-text 403 on an API path reaches the client as MLflow's JSON
+// error, which its UI and Python client understand; every other answer passes as MLflow gave it.
+func TestJSONRefusal(t *testing.T) {
+	t.Parallel()
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		status, _ := strconv.Atoi(r.URL.Query().Get("status"))
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, r.URL.Query().Get("body"))
+	}))
+	defer upstream.Close()
+	h := &handler{}
+	h.mlflow.Store(newProxy(strings.TrimPrefix(upstream.URL, "http://"), false, newLogger(io.Discard, newRedactor())))
+	const refusal = `{"error_code":"PERMISSION_DENIED","message":"Permission denied"}`
+	for _, tc := range []struct {
+		path, wantType, wantBody string
+	}{
+		{"/ajax-api/2.0/mlflow/experiments/get?status=403&body=Permission+denied", "application/json", refusal},
+		{"/api/2.0/mlflow/runs/get?status=403&body=Permission+denied", "application/json", refusal},
+		{"/api/2.0/mlflow/runs/get?status=403&body=Forbidden+for+another+reason", "text/html; charset=utf-8", "Forbidden for another reason"},
+		{"/api/2.0/mlflow/runs/get?status=200&body=Permission+denied", "text/html; charset=utf-8", "Permission denied"},
+		{"/signup?status=403&body=Permission+denied", "text/html; charset=utf-8", "Permission denied"},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", tc.path, nil))
+		if got := rec.Body.String(); got != tc.wantBody || rec.Header().Get("Content-Type") != tc.wantType ||
+			rec.Header().Get("Content-Length") != strconv.Itoa(len(tc.wantBody)) {
+			t.Errorf("%s: %s %q (Content-Length %s), want %s %q", tc.path, rec.Header().Get("Content-Type"), got,
+				rec.Header().Get("Content-Length"), tc.wantType, tc.wantBody)
 		}
 	}
 }
