@@ -2,6 +2,7 @@ package cloudrun
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -60,18 +61,56 @@ const maxConflicts = 3
 // Deploy makes the live service match desired: it creates it when missing, updates it (read, change,
 // write back with the read etag) when a field the action manages differs, and writes nothing when none
 // does. It waits up to wait for the new revision and fails with Cloud Run's reason if it is not ready.
+//
+// A write whose answer is lost (DEADLINE_EXCEEDED) may have been done or not. Deploy does not write
+// again blindly: it reads the service, as after a conflict, and goes on from what it finds, waiting for
+// the rollout its write started when the spec is already there.
 func (d *Deployer) Deploy(ctx context.Context, desired *runpb.Service, wait time.Duration) (*Result, error) {
+	var lost *writeLost
 	for attempt := 1; ; attempt++ {
 		res, err := d.deployOnce(ctx, desired, wait)
+		var l *writeLost
 		switch {
-		case err == nil || !isConflict(err):
-			return res, err
+		case err == nil:
+			if lost != nil && !res.Updated {
+				// The write whose answer was lost had been done: this run did write the service.
+				res.Updated, res.Created, res.Changes = true, lost.created, lost.changes
+			}
+			return res, nil
+		case errors.As(err, &l) && attempt < maxConflicts:
+			lost = l
+			d.logf("%v; reading the service to see whether Cloud Run did it", err)
+		case errors.As(err, &l):
+			return nil, fmt.Errorf("%w, %d times: run the deploy again; it reads the service and goes on from what it finds", err, maxConflicts)
+		case !isConflict(err):
+			return nil, err
 		case attempt < maxConflicts:
 			d.logf("the service changed while it was being updated (%v); reading it again", err)
 		default:
 			return nil, fmt.Errorf("%w; gave up after %d attempts: run the deploy again once the other change to the service is done", err, maxConflicts)
 		}
 	}
+}
+
+// writeLost is a create or update whose answer did not arrive (DEADLINE_EXCEEDED): Cloud Run may have
+// done it or not.
+type writeLost struct {
+	err     error
+	created bool
+	changes []string
+}
+
+func (e *writeLost) Error() string {
+	return fmt.Sprintf("Cloud Run's answer to the write was lost (%v)", e.err)
+}
+func (e *writeLost) Unwrap() error { return e.err }
+
+// lostWrite tells a write's DEADLINE_EXCEEDED (Cloud Run's own deadline, not ctx's) from other failures.
+func lostWrite(ctx context.Context, err error, created bool, changes []string) error {
+	if status.Code(err) != codes.DeadlineExceeded || ctx.Err() != nil {
+		return nil
+	}
+	return &writeLost{err: err, created: created, changes: changes}
 }
 
 func (d *Deployer) deployOnce(ctx context.Context, desired *runpb.Service, wait time.Duration) (*Result, error) {
@@ -97,6 +136,14 @@ func (d *Deployer) deployOnce(ctx context.Context, desired *runpb.Service, wait 
 	case len(changes) == 0 && serving(live):
 		d.logf("service %s is already up to date: nothing to write", path.Base(desired.Name))
 		return d.ready(ctx, live, &Result{Previous: previous})
+	case len(changes) == 0 && live.Reconciling:
+		// This spec is being rolled out already: by an earlier write of this deploy whose answer was lost,
+		// or by a run that was cancelled or stopped waiting. Another revision would only queue behind it.
+		svc, err := d.waitReconciled(ctx, wait, desired.Name)
+		if err != nil {
+			return nil, err
+		}
+		return d.ready(ctx, svc, &Result{Previous: previous})
 	case len(changes) == 0:
 		// The spec is already what was asked, but its revision failed (a re-run after fixing what made it
 		// fail: a permission, the database). An identical template makes no new revision, so mark it.
@@ -109,6 +156,9 @@ func (d *Deployer) deployOnce(ctx context.Context, desired *runpb.Service, wait 
 	d.logf("updating service %s: %s", path.Base(desired.Name), strings.Join(changes, ", "))
 	op, err := d.Services.UpdateService(ctx, &runpb.UpdateServiceRequest{Service: next})
 	if err != nil {
+		if lost := lostWrite(ctx, err, false, changes); lost != nil {
+			return nil, lost
+		}
 		return nil, explain(err, desired.Name, "update")
 	}
 	svc, err := d.wait(ctx, wait, desired, op)
@@ -124,6 +174,9 @@ func (d *Deployer) create(ctx context.Context, desired *runpb.Service, wait time
 	svc := cloneForCreate(desired)
 	op, err := d.Services.CreateService(ctx, &runpb.CreateServiceRequest{Parent: parent, ServiceId: id, Service: svc})
 	if err != nil {
+		if lost := lostWrite(ctx, err, true, []string{"service created"}); lost != nil {
+			return nil, lost
+		}
 		return nil, explain(err, desired.Name, "create")
 	}
 	created, err := d.wait(ctx, wait, desired, op)

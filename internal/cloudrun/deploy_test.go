@@ -413,3 +413,97 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 }
 
 func (bearer) RequireTransportSecurity() bool { return false }
+
+// TestDeployWriteAnswerLost: a create or update whose answer is lost (DEADLINE_EXCEEDED) may or may not
+// have been done. The deploy reads the service and goes on from what it finds: it waits for the rollout its
+// write started, or writes again; never a second revision for one spec.
+func TestDeployWriteAnswerLost(t *testing.T) {
+	t.Parallel()
+	newImage := strings.Replace(testImage, "0001", "0005", 1)
+	for _, tc := range []struct {
+		name   string
+		update bool // else the service is created
+		done   bool // Cloud Run did the write before the answer was lost
+	}{
+		{"create done", false, true},
+		{"create not done", false, false},
+		{"update done", true, true},
+		{"update not done", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			w := newWorld(t)
+			image, method, revs := testImage, "CreateService", 1
+			if tc.update {
+				if _, err := w.d.Deploy(ctx, desiredFor(t, nil, testImage), time.Minute); err != nil {
+					t.Fatal(err)
+				}
+				image, method, revs = newImage, "UpdateService", 2
+			}
+			if tc.done {
+				w.run.FailAfter(method, codes.DeadlineExceeded, 1)
+			} else {
+				w.run.Fail(method, codes.DeadlineExceeded, 1)
+			}
+			res, err := w.d.Deploy(ctx, desiredFor(t, nil, image), time.Minute)
+			if err != nil {
+				t.Fatalf("deploy after a lost answer: %v\n%s", err, w.log)
+			}
+			if w.run.Failed(method) != 1 {
+				t.Fatalf("%d %s calls failed, want 1", w.run.Failed(method), method)
+			}
+			if got := len(w.run.Revisions(project, "us-central1", "mlflow")); got != revs {
+				t.Errorf("%d revisions, want %d\n%s", got, revs, w.log)
+			}
+			if !res.Updated || res.Created == tc.update || len(res.Changes) == 0 {
+				t.Errorf("result %+v does not say the service was written", res)
+			}
+			svc, _ := w.run.Service(project, "us-central1", "mlflow")
+			if svc.GetTemplate().GetContainers()[0].GetImage() != image || !strings.HasSuffix(svc.GetLatestReadyRevision(), res.Revision) {
+				t.Errorf("serving %s with %s, want %s with %s", svc.GetLatestReadyRevision(), svc.GetTemplate().GetContainers()[0].GetImage(), res.Revision, image)
+			}
+			if !strings.Contains(w.log.String(), "reading the service to see whether Cloud Run did it") {
+				t.Errorf("the log does not say the service is read again:\n%s", w.log)
+			}
+		})
+	}
+	t.Run("lost every time", func(t *testing.T) {
+		t.Parallel()
+		w := newWorld(t)
+		w.run.Fail("CreateService", codes.DeadlineExceeded, maxConflicts)
+		_, err := w.d.Deploy(context.Background(), desiredFor(t, nil, testImage), time.Minute)
+		if err == nil || !strings.Contains(err.Error(), "run the deploy again") || w.run.Failed("CreateService") != maxConflicts {
+			t.Errorf("got %v after %d lost creates, want an error saying to run the deploy again after %d", err, w.run.Failed("CreateService"), maxConflicts)
+		}
+	})
+}
+
+// TestDeployWaitsForARolloutInProgress: a run that stopped waiting (wait_timeout, or the job cancelled)
+// leaves Cloud Run rolling out its spec; a re-run of the same spec waits for that rollout instead of
+// starting another revision behind it.
+func TestDeployWaitsForARolloutInProgress(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	newImage := strings.Replace(testImage, "0001", "0006", 1)
+	w := newWorld(t, gcptest.WithOperationDelay(3*time.Second))
+	if _, err := w.d.Deploy(ctx, desiredFor(t, nil, testImage), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.d.Deploy(ctx, desiredFor(t, nil, newImage), 100*time.Millisecond); err == nil || !strings.Contains(err.Error(), "not ready within wait_timeout") {
+		t.Fatalf("a deploy given 100 ms for a 3 s rollout: %v", err)
+	}
+	writes := w.run.Writes()
+	res, err := w.d.Deploy(ctx, desiredFor(t, nil, newImage), time.Minute)
+	if err != nil {
+		t.Fatalf("the re-run: %v\n%s", err, w.log)
+	}
+	if w.run.Writes() != writes || len(w.run.Revisions(project, "us-central1", "mlflow")) != 2 {
+		t.Errorf("the re-run wrote %d times and left %d revisions, want no write and 2\n%s", w.run.Writes()-writes,
+			len(w.run.Revisions(project, "us-central1", "mlflow")), w.log)
+	}
+	svc, _ := w.run.Service(project, "us-central1", "mlflow")
+	if !strings.HasSuffix(svc.GetLatestReadyRevision(), res.Revision) || svc.GetTemplate().GetContainers()[0].GetImage() != newImage {
+		t.Errorf("serving %s, want the rolled-out %s with %s", svc.GetLatestReadyRevision(), res.Revision, newImage)
+	}
+}

@@ -61,6 +61,35 @@ func (d *Deployer) wait(ctx context.Context, wait time.Duration, desired *runpb.
 	}
 }
 
+// waitReconciled polls the service every PollInterval until Cloud Run has finished acting on it (its
+// reconciling field is false), ctx ends or wait has passed, for a rollout that no operation of this deploy
+// tracks.
+func (d *Deployer) waitReconciled(ctx context.Context, wait time.Duration, name string) (*runpb.Service, error) {
+	d.logf("Cloud Run is already rolling out this spec (an earlier write, or a run that stopped waiting): waiting up to %s for it", wait)
+	start := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	tick := time.NewTicker(d.pollInterval())
+	defer tick.Stop()
+	for {
+		svc, err := d.Services.GetService(wctx, &runpb.GetServiceRequest{Name: name})
+		switch {
+		case err == nil && !svc.Reconciling:
+			d.logf("Cloud Run finished the rollout after %s", time.Since(start).Round(time.Second))
+			return svc, nil
+		case err != nil && ranOutOfTime(wctx, err):
+			return nil, d.stopped(ctx, wait, name)
+		case err != nil:
+			return nil, explain(err, name, "read")
+		}
+		select {
+		case <-wctx.Done():
+			return nil, d.stopped(ctx, wait, name)
+		case <-tick.C:
+		}
+	}
+}
+
 // ranOutOfTime tells whether a failed poll failed because wctx ended. gRPC may answer DEADLINE_EXCEEDED a
 // moment before wctx reports its deadline (the server side times the call from when it arrived), so such
 // an answer waits briefly for wctx to agree.

@@ -83,6 +83,18 @@ func (r *Run) settle() {
 	}
 }
 
+// observe counts a read of rs as a poll of its pending operations, as a client that watches the service
+// rather than the operation (its reconciling field) sees the rollout end in the same time; then settles.
+// r.mu is held.
+func (r *Run) observe(rs *runService) {
+	for _, op := range r.ops {
+		if op.key == serviceKey(rs.ref) && op.done == nil {
+			op.polls++
+		}
+	}
+	r.settle()
+}
+
 // complete finishes an operation: its revision is ready or failed, the service reconciled, and the
 // operation carries the service or the error. r.mu is held.
 func (r *Run) complete(op *runOperation) {

@@ -46,7 +46,13 @@ func (l *callLog) Fail(method string, code codes.Code, n int) {
 	l.faults.add(method, fault{code: code}, n)
 }
 
-// Failed returns how many calls of method a Fail made fail.
+// FailAfter makes the next n calls of method do their work and then fail with code, as a write does whose
+// answer is lost: DEADLINE_EXCEEDED after Cloud Run accepted the update, the client none the wiser.
+func (l *callLog) FailAfter(method string, code codes.Code, n int) {
+	l.faults.add(method, fault{code: code, after: true}, n)
+}
+
+// Failed returns how many calls of method a Fail or FailAfter made fail.
 func (l *callLog) Failed(method string) int { return l.faults.failed(method) }
 
 // faultTable is how the fault interceptor finds a gRPC stand-in's faults from the service it registered.
@@ -59,6 +65,11 @@ func (a secretManagerAPI) faultTable() *faults { return &a.s.faults }
 func injectFaults(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if t, ok := info.Server.(faultTable); ok {
 		if f, ok := t.faultTable().take(path.Base(info.FullMethod)); ok {
+			if f.after {
+				if _, err := handler(ctx, req); err != nil {
+					return nil, err
+				}
+			}
 			return nil, status.Errorf(f.code, "injected fault: %s is %s", path.Base(info.FullMethod), f.code)
 		}
 	}
@@ -69,6 +80,7 @@ func injectFaults(ctx context.Context, req any, info *grpc.UnaryServerInfo, hand
 // part of the request body was read.
 type fault struct {
 	code   codes.Code
+	after  bool // the call is carried out first (FailAfter)
 	status int
 	drop   bool
 }

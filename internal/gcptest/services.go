@@ -133,6 +133,7 @@ func (a runAPI) GetService(_ context.Context, req *runpb.GetServiceRequest) (*ru
 	if err != nil {
 		return nil, err
 	}
+	a.r.observe(rs)
 	return a.r.view(rs, form), nil
 }
 
