@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -26,9 +27,16 @@ import (
 // for calls to itself, which then stay on loopback.
 func newProxy(addr string, dropAuthorization bool, log *logger) *httputil.ReverseProxy {
 	target := &url.URL{Scheme: "http", Host: addr}
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
-		Proxy:       nil, // loopback: never through an HTTP proxy from the environment
-		DialContext: (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		Proxy: nil, // loopback: never through an HTTP proxy from the environment
+		DialContext: func(ctx context.Context, network, address string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, address)
+			if tc, ok := c.(*net.TCPConn); ok {
+				return quickAckConn{tc}, nil
+			}
+			return c, err
+		},
 		// uvicorn closes idle keep-alive connections after 5 s; closing ours sooner avoids sending a
 		// request on a connection that uvicorn is closing, which fails non-idempotent requests.
 		IdleConnTimeout:     3 * time.Second,
@@ -72,6 +80,40 @@ func newProxy(addr string, dropAuthorization bool, log *logger) *httputil.Revers
 		},
 		ErrorLog: log.stdLogger(),
 	}
+}
+
+// quickAckConn is a connection to MLflow that takes itself out of Linux's delayed-ACK ("pingpong")
+// mode after each write. A kept-alive connection that sends its next request soon after the last answer
+// enters that mode, and then acknowledges the first segment of the next answer only after up to 40 ms.
+// uvicorn sends a response's head and its body in two writes; where its socket has Nagle on (asyncio sets
+// TCP_NODELAY only on connections accepted from a listener created with IPPROTO_TCP, which uvicorn's
+// multi-worker listener was not in some releases: Kludex/uvicorn#3149), the body waits for that
+// acknowledgement, and log-batch's 2-byte {} arrived 40 ms after its head. With TCP_QUICKACK set after
+// the request is sent, reading the head acknowledges it at once, whatever MLflow's socket options.
+type quickAckConn struct{ *net.TCPConn }
+
+func (c quickAckConn) Write(b []byte) (int, error) {
+	n, err := c.TCPConn.Write(b)
+	c.quickAck()
+	return n, err
+}
+
+// ReadFrom keeps net.TCPConn's splice for request bodies, which would otherwise bypass Write.
+func (c quickAckConn) ReadFrom(r io.Reader) (int64, error) {
+	n, err := c.TCPConn.ReadFrom(r)
+	c.quickAck()
+	return n, err
+}
+
+// quickAck sets TCP_QUICKACK, which the kernel clears again on its own; errors leave the connection as it was.
+func (c quickAckConn) quickAck() {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		_ = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_QUICKACK, 1)
+	})
 }
 
 // rewriteReferer points a Referer from the page's own host at the loopback host MLflow is given, with the
