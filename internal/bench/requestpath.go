@@ -120,12 +120,11 @@ func requestPath(ctx context.Context, w *world, r *report) error {
 	return artifacts(ctx, s, srv, targets)
 }
 
-// logBatchMiss is what is known about log_batch's overhead, which has missed its target in every run so far.
-const logBatchMiss = "**Why log_batch misses, as far as known.** The overhead (about 35–45 ms at p50 over both protocols, against about 2 ms for search_runs, also a POST) does not depend on the order of the paths in the interleaving (a run with ours first gave the same), " +
-	"and it is not the server's two writes of a proxied request (headers, then the body, as net/http sends a body it cannot see into): forwarding small bodies in one write left it unchanged. " +
-	"Traced with strace on the server, MLflow's response to a proxied log_batch arrives in two parts, its headers and then, about 40 ms later, its 2-byte body `{}`; " +
-	"log_batch straight to MLflow from curl or from Python's http.client, with the proxy's X-Forwarded-* headers or without, shows no such gap. " +
-	"The cause is still open; the next step is to replay the proxy's exact request bytes to MLflow and to trace the uvicorn worker."
+// logBatchMiss explains the one cause of a log_batch miss found so far, for a run that misses again.
+const logBatchMiss = "**Why log_batch can miss.** Earlier runs measured 35–45 ms over MLflow direct at p50, with MLflow's answer to a proxied log_batch arriving as its headers and, about 40 ms later, its 2-byte body `{}`. " +
+	"That is Nagle's algorithm on MLflow's socket meeting Linux's delayed ACK on the proxy's kept-alive connection: uvicorn releases with a multi-worker listener that leaves TCP_NODELAY unset (Kludex/uvicorn#3149) hold the body until the headers are acknowledged, and a connection that sends its next request soon after an answer acknowledges late. " +
+	"The server sets TCP_QUICKACK on its connections to MLflow after each write (server/proxy.go, quickAckConn), which removes the wait whatever MLflow's socket options. " +
+	"If log_batch misses again, compare the venv's uvicorn release, and check with strace whether the body still trails the headers."
 
 func oursEnv(w *world, db string) []string {
 	return []string{
