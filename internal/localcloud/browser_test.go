@@ -183,12 +183,6 @@ func (u *browserUI) waitText(what string, want ...string) {
 	u.waitFor(what, "every", want)
 }
 
-// waitAnyText waits until the page's visible text contains one of want.
-func (u *browserUI) waitAnyText(what string, want ...string) {
-	u.t.Helper()
-	u.waitFor(what, "some", want)
-}
-
 // waitFor polls the page's visible text with the array method match ("every" or "some") over want.
 func (u *browserUI) waitFor(what, match string, want []string) {
 	u.t.Helper()
