@@ -188,8 +188,12 @@ func (p *revisionProc) stop(grace time.Duration) {
 	})
 }
 
-// killSession kills every process in session sid.
+// killSession kills every process in session sid. Session 0 is not one: /proc shows it for
+// processes whose session leader is outside this PID namespace, which can be this program itself.
 func killSession(sid int) {
+	if sid <= 0 {
+		return
+	}
 	procs, _ := testenv.Procs()
 	for pid, p := range procs {
 		if p.SID == sid {
