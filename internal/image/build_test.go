@@ -3,6 +3,7 @@ package image
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"debug/elf"
 	"io"
 	"maps"
@@ -153,10 +154,37 @@ func checkServerLayer(t *testing.T, l v1.Layer, want []byte) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	magic := make([]byte, 2)
-	if _, err := io.ReadFull(rc, magic); err != nil || magic[0] != 0x1f || magic[1] != 0x8b {
-		t.Errorf("server layer is not gzip: % x, %v", magic, err)
+	blob, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if len(blob) < 2 || blob[0] != 0x1f || blob[1] != 0x8b {
+		t.Errorf("server layer is not gzip: % x", blob[:min(len(blob), 2)])
+	}
+	// The layer states its hashes and size without reading itself: they must be those of its bytes.
+	size, err := l.Size()
+	if err != nil || size != int64(len(blob)) {
+		t.Errorf("layer Size() = %d, %v; its compressed bytes are %d", size, err, len(blob))
+	}
+	if d, err := l.Digest(); err != nil || d != sha256Of(t, bytes.NewReader(blob)) {
+		t.Errorf("layer Digest() = %v, %v; its compressed bytes hash to %v", d, err, sha256Of(t, bytes.NewReader(blob)))
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(blob))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := l.DiffID(); err != nil || d != sha256Of(t, zr) {
+		t.Errorf("layer DiffID() = %v, %v; its uncompressed bytes hash otherwise", d, err)
+	}
+}
+
+func sha256Of(t *testing.T, r io.Reader) v1.Hash {
+	t.Helper()
+	h, _, err := v1.SHA256(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
 
 func TestBuildIsReproducible(t *testing.T) {
