@@ -17,7 +17,7 @@ import (
 )
 
 const (
-	latencyRequests = 100             // sequential requests per operation and path, for p50/p99
+	latencyRequests = 200             // sequential requests per operation and path, for p50/p99
 	throughputRuns  = 3               // windows per operation and path, for the median throughput
 	throughputFor   = 2 * time.Second // each window
 	// The server gives MLflow's SQLAlchemy a small pool per worker (Cloud SQL's connection limits): on a
@@ -25,6 +25,12 @@ const (
 	// failed with 400. 2 stay within one worker's pool.
 	concurrency  = 2
 	artifactRuns = 3
+	// The reads (search_runs, get_run) go to an experiment of their own whose runs are written once before
+	// they are measured, so their answers are the same size in every run of the benchmark: log_batch keeps
+	// adding params to its own runs, and reads of those answered 200 to 500 KB that grew with log_batch's
+	// throughput, which made the read figures drift from run to run.
+	readRuns   = 10 // runs in the read experiment: search_runs asks for all 10
+	readParams = 20 // params per read run, with 10 metrics and 5 tags, about a typical training run
 )
 
 // target is one way to reach MLflow: through our server or straight to its loopback port, over a protocol.
@@ -66,23 +72,37 @@ func requestPath(ctx context.Context, w *world, r *report) error {
 	// One run per concurrent client: MLflow refuses concurrent writes of the same run's tags and metrics.
 	var runIDs []string
 	for range concurrency {
-		id, err := newRun(ctx, direct)
+		id, err := newRun(ctx, direct, "0")
 		if err != nil {
 			return err
 		}
 		runIDs = append(runIDs, id)
+	}
+	reads, err := newReadRuns(ctx, direct)
+	if err != nil {
+		return err
+	}
+	ops := operations(runIDs, reads)
+	var sizes []string
+	for _, op := range ops {
+		n, err := answerSize(ctx, op, direct)
+		if err != nil {
+			return err
+		}
+		sizes = append(sizes, fmt.Sprintf("%s %s", op.name, fmtBytes(n)))
 	}
 	s := r.section("4. The server in the request path", "go run ./internal/bench -groups requestpath", throughputRuns)
 	s.add("\nOur server (basic auth on) in front of MLflow (`mlflow server` as the server starts it, PostgreSQL backend, local artifacts directory), "+
 		"against the same MLflow's loopback port straight, in the same run. uvicorn speaks no HTTP/2, so there is no direct h2c path: the h2c row "+
 		"is compared with MLflow direct over HTTP/1.1. Latency: %d sequential requests per row (p50, p99 over them), the paths interleaved request by request. "+
 		"Throughput: %d concurrent clients (4 or 8 exhausted the SQLAlchemy pool the server configures, and MLflow failed requests with 400 after 30 s; a failed window is reported, not hidden), for %s, median of %d windows. log_batch sends 10 metrics, 5 params and 5 tags to one run; "+
-		"search_runs asks for 10 runs of the experiment; get_run reads that run. Overhead = ours − direct; the target is p50 overhead < max(5%% of direct, 1 ms).",
-		latencyRequests, concurrency, throughputFor, throughputRuns)
+		"search_runs asks for the %d runs of an experiment that only the reads use, each written once before the measurement with %d params, 10 metrics and 5 tags; get_run reads one of those runs. "+
+		"Answer sizes, the same in every run of the benchmark: %s. Overhead = ours − direct; the target is p50 overhead < max(5%% of direct, 1 ms).",
+		latencyRequests, concurrency, throughputFor, throughputRuns, readRuns, readParams, strings.Join(sizes, ", "))
 	s.table("operation", "path", "p50", "p99", "throughput (req/s)", "p50 overhead", "target", "result")
 	var failures []string
 	missed := map[string]bool{}
-	for _, op := range operations(runIDs) {
+	for _, op := range ops {
 		lat := map[string][]float64{}
 		for i := range latencyRequests {
 			for _, t := range targets {
@@ -186,7 +206,13 @@ func (op operation) do(ctx context.Context, t target, client, i int) (float64, e
 	return secs(time.Since(start)), err
 }
 
-func operations(runIDs []string) []operation {
+// readSet is the experiment the reads use and its runs.
+type readSet struct {
+	experiment string
+	runs       []string
+}
+
+func operations(runIDs []string, reads readSet) []operation {
 	return []operation{
 		{"log_batch", func(c, i int) (string, string, []byte) {
 			type kv struct {
@@ -208,24 +234,16 @@ func operations(runIDs []string) []operation {
 			return http.MethodPost, "/api/2.0/mlflow/runs/log-batch", b
 		}},
 		{"search_runs", func(int, int) (string, string, []byte) {
-			return http.MethodPost, "/api/2.0/mlflow/runs/search", []byte(`{"experiment_ids":["0"],"max_results":10}`)
+			return http.MethodPost, "/api/2.0/mlflow/runs/search", fmt.Appendf(nil, `{"experiment_ids":[%q],"max_results":%d}`, reads.experiment, readRuns)
 		}},
 		{"get_run", func(c, _ int) (string, string, []byte) {
-			return http.MethodGet, "/api/2.0/mlflow/runs/get?run_id=" + runIDs[c], nil
+			return http.MethodGet, "/api/2.0/mlflow/runs/get?run_id=" + reads.runs[c], nil
 		}},
 	}
 }
 
-// newRun creates a run in the default experiment and returns its ID.
-func newRun(ctx context.Context, t target) (string, error) {
-	body := fmt.Sprintf(`{"experiment_id":"0","start_time":%d}`, time.Now().UnixMilli())
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, t.base+"/api/2.0/mlflow/runs/create", strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := t.client.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
+// newRun creates a run in an experiment and returns its ID.
+func newRun(ctx context.Context, t target, experiment string) (string, error) {
 	var out struct {
 		Run struct {
 			Info struct {
@@ -233,10 +251,91 @@ func newRun(ctx context.Context, t target) (string, error) {
 			} `json:"info"`
 		} `json:"run"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Run.Info.RunID == "" {
-		return "", fmt.Errorf("create a run: %s: %v", resp.Status, err)
+	body := fmt.Sprintf(`{"experiment_id":%q,"start_time":%d}`, experiment, time.Now().UnixMilli())
+	if err := post(ctx, t, "/api/2.0/mlflow/runs/create", body, &out); err != nil || out.Run.Info.RunID == "" {
+		return "", fmt.Errorf("create a run: %v", err)
 	}
 	return out.Run.Info.RunID, nil
+}
+
+// newReadRuns creates the experiment the reads use and its runs, each with its params, metrics and tags
+// logged once.
+func newReadRuns(ctx context.Context, t target) (readSet, error) {
+	var exp struct {
+		ID string `json:"experiment_id"`
+	}
+	body := fmt.Sprintf(`{"name":"bench-reads-%d"}`, time.Now().UnixNano())
+	if err := post(ctx, t, "/api/2.0/mlflow/experiments/create", body, &exp); err != nil || exp.ID == "" {
+		return readSet{}, fmt.Errorf("create the read experiment: %v", err)
+	}
+	reads := readSet{experiment: exp.ID}
+	type kv struct {
+		Key   string `json:"key"`
+		Value any    `json:"value"`
+		TS    int64  `json:"timestamp,omitempty"`
+	}
+	for r := range readRuns {
+		id, err := newRun(ctx, t, exp.ID)
+		if err != nil {
+			return readSet{}, err
+		}
+		var metrics, params, tags []kv
+		for k := range readParams {
+			params = append(params, kv{Key: fmt.Sprintf("param_%02d", k), Value: fmt.Sprintf("value-%d-%d", r, k)})
+		}
+		for k := range 10 {
+			metrics = append(metrics, kv{fmt.Sprintf("metric_%d", k), float64(r*k) / 7, time.Now().UnixMilli()})
+		}
+		for k := range 5 {
+			tags = append(tags, kv{Key: fmt.Sprintf("tag_%d", k), Value: fmt.Sprint(r)})
+		}
+		b, _ := json.Marshal(map[string]any{"run_id": id, "metrics": metrics, "params": params, "tags": tags})
+		if err := post(ctx, t, "/api/2.0/mlflow/runs/log-batch", string(b), nil); err != nil {
+			return readSet{}, err
+		}
+		reads.runs = append(reads.runs, id)
+	}
+	return reads, nil
+}
+
+// post sends a JSON request and decodes the answer into out, unless out is nil.
+func post(ctx context.Context, t target, path, body string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.base+path, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 500))
+		return fmt.Errorf("POST %s: %s: %s", path, resp.Status, b)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// answerSize is the size of the answer to the first request of an operation.
+func answerSize(ctx context.Context, op operation, t target) (int64, error) {
+	m, p, b := op.req(0, 0)
+	req, err := http.NewRequestWithContext(ctx, m, t.base+p, bytes.NewReader(b))
+	if err != nil {
+		return 0, err
+	}
+	if m == http.MethodPost {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	return io.Copy(io.Discard, resp.Body)
 }
 
 // throughput is the median over windows of requests completed per second by concurrent clients.
