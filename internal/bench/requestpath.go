@@ -17,7 +17,7 @@ import (
 )
 
 const (
-	latencyRequests = 200             // sequential requests per operation and path, for p50/p99
+	latencyRequests = 400             // sequential requests per operation and path, for p50/p99
 	throughputRuns  = 3               // windows per operation and path, for the median throughput
 	throughputFor   = 2 * time.Second // each window
 	// The server gives MLflow's SQLAlchemy a small pool per worker (Cloud SQL's connection limits): on a
@@ -96,10 +96,12 @@ func requestPath(ctx context.Context, w *world, r *report) error {
 		"against the same MLflow's loopback port straight, in the same run. uvicorn speaks no HTTP/2, so there is no direct h2c path: the h2c row "+
 		"is compared with MLflow direct over HTTP/1.1. Latency: %d sequential requests per row (p50, p99 over them), the paths interleaved request by request. "+
 		"Throughput: %d concurrent clients (4 or 8 exhausted the SQLAlchemy pool the server configures, and MLflow failed requests with 400 after 30 s; a failed window is reported, not hidden), for %s, median of %d windows. log_batch sends 10 metrics, 5 params and 5 tags to one run; "+
-		"search_runs asks for the %d runs of an experiment that only the reads use, each written once before the measurement with %d params, 10 metrics and 5 tags; get_run reads one of those runs. "+
-		"Answer sizes, the same in every run of the benchmark: %s. Overhead = ours − direct; the target is p50 overhead < max(5%% of direct, 1 ms).",
-		latencyRequests, concurrency, throughputFor, throughputRuns, readRuns, readParams, strings.Join(sizes, ", "))
-	s.table("operation", "path", "p50", "p99", "throughput (req/s)", "p50 overhead", "target", "result")
+		"search_runs asks for the %d runs of an experiment that only the reads use, each written once before the measurement with %d params, 10 metrics and 5 tags; get_run reads one of those runs; version is `GET /version`, MLflow's cheapest answer, so its overhead is the server's own cost per request. "+
+		"Answer sizes, the same in every run of the benchmark: %s. Overhead = ours − direct; the target is p50 overhead < max(5%% of direct, 1 ms). "+
+		"MLflow's own latency varies by several milliseconds from request to request on this machine, so each overhead comes with a 95%% interval (bootstrap over the %d requests of each row): "+
+		"a miss whose interval reaches below the target is within that noise.",
+		latencyRequests, concurrency, throughputFor, throughputRuns, readRuns, readParams, strings.Join(sizes, ", "), latencyRequests)
+	s.table("operation", "path", "p50", "p99", "throughput (req/s)", "p50 overhead", "95% interval", "target", "result")
 	var failures []string
 	missed := map[string]bool{}
 	for _, op := range ops {
@@ -122,13 +124,15 @@ func requestPath(ctx context.Context, w *world, r *report) error {
 				tputCell = fmt.Sprintf("%.0f", tput)
 			}
 			p50 := percentile(lat[t.name], 50)
-			over, target, result := "-", "-", "-"
+			over, interval, target, result := "-", "-", "-", "-"
 			if t != direct {
 				over = fmt.Sprintf("%+.2f ms (%+.1f%%)", (p50-base)*1000, (p50-base)/base*100)
+				lo, hi := medianDiffInterval(lat[t.name], lat[direct.name])
+				interval = fmt.Sprintf("%+.2f to %+.2f ms", lo*1000, hi*1000)
 				target, result = "< "+fmtMs(max(0.05*base, 0.001)), verdict(p50-base < max(0.05*base, 0.001))
 				missed[op.name] = missed[op.name] || p50-base >= max(0.05*base, 0.001)
 			}
-			s.row(op.name, t.name, fmtMs(p50), fmtMs(percentile(lat[t.name], 99)), tputCell, over, target, result)
+			s.row(op.name, t.name, fmtMs(p50), fmtMs(percentile(lat[t.name], 99)), tputCell, over, interval, target, result)
 		}
 	}
 	if missed["log_batch"] {
@@ -239,6 +243,7 @@ func operations(runIDs []string, reads readSet) []operation {
 		{"get_run", func(c, _ int) (string, string, []byte) {
 			return http.MethodGet, "/api/2.0/mlflow/runs/get?run_id=" + reads.runs[c], nil
 		}},
+		{"version", func(int, int) (string, string, []byte) { return http.MethodGet, "/version", nil }},
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"time"
 )
@@ -60,4 +61,27 @@ func msList(xs []float64) string {
 		ms = append(ms, x*1000)
 	}
 	return list(ms) + " ms"
+}
+
+// medianDiffInterval is a 95% bootstrap interval for median(a) − median(b): 1000 resamples of each, with
+// a fixed seed so that the same samples give the same interval.
+func medianDiffInterval(a, b []float64) (lo, hi float64) {
+	if len(a) == 0 || len(b) == 0 {
+		return 0, 0
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	resample := func(xs, into []float64) []float64 {
+		into = into[:0]
+		for range xs {
+			into = append(into, xs[rng.IntN(len(xs))])
+		}
+		return into
+	}
+	var ra, rb []float64
+	diffs := make([]float64, 0, 1000)
+	for range 1000 {
+		ra, rb = resample(a, ra), resample(b, rb)
+		diffs = append(diffs, median(ra)-median(rb))
+	}
+	return percentile(diffs, 2.5), percentile(diffs, 97.5)
 }
