@@ -95,7 +95,7 @@ func requestPath(ctx context.Context, w *world, r *report) error {
 	s.add("\nOur server (basic auth on) in front of MLflow (`mlflow server` as the server starts it, PostgreSQL backend, local artifacts directory), "+
 		"against the same MLflow's loopback port straight, in the same run. uvicorn speaks no HTTP/2, so there is no direct h2c path: the h2c row "+
 		"is compared with MLflow direct over HTTP/1.1. Latency: %d sequential requests per row (p50, p99 over them), the paths interleaved request by request. "+
-		"Throughput: %d concurrent clients (4 or 8 exhausted the SQLAlchemy pool the server configures, and MLflow failed requests with 400 after 30 s; a failed window is reported, not hidden), for %s, median of %d windows. log_batch sends 10 metrics, 5 params and 5 tags to one run; "+
+		"Throughput: %d concurrent clients (4 or 8 exhausted the SQLAlchemy pool the server configures, and MLflow failed requests with 400 after 30 s; a failed window is reported, not hidden), for %s, median of %d windows, the paths taking turns window by window. log_batch sends 10 metrics, 5 params and 5 tags to one run; "+
 		"search_runs asks for the %d runs of an experiment that only the reads use, each written once before the measurement with %d params, 10 metrics and 5 tags; get_run reads one of those runs; version is `GET /version`, MLflow's cheapest answer, so its overhead is the server's own cost per request. "+
 		"Answer sizes, the same in every run of the benchmark: %s. Overhead = ours − direct; the target is p50 overhead < max(5%% of direct, 1 ms). "+
 		"MLflow's own latency varies by several milliseconds from request to request on this machine, so each overhead comes with a 95%% interval (bootstrap over the %d requests of each row): "+
@@ -116,12 +116,13 @@ func requestPath(ctx context.Context, w *world, r *report) error {
 			}
 		}
 		base := percentile(lat[direct.name], 50)
+		tputs, errs := throughputs(ctx, op, targets)
 		for _, t := range targets {
 			tputCell := "failed (below)"
-			if tput, err := throughput(ctx, op, t); err != nil {
+			if err := errs[t.name]; err != nil {
 				failures = append(failures, fmt.Sprintf("\nThroughput of %s via %s failed: `%v`", op.name, t.name, err))
 			} else {
-				tputCell = fmt.Sprintf("%.0f", tput)
+				tputCell = fmt.Sprintf("%.0f", tputs[t.name])
 			}
 			p50 := percentile(lat[t.name], 50)
 			over, interval, target, result := "-", "-", "-", "-"
@@ -343,40 +344,63 @@ func answerSize(ctx context.Context, op operation, t target) (int64, error) {
 	return io.Copy(io.Discard, resp.Body)
 }
 
-// throughput is the median over windows of requests completed per second by concurrent clients.
-func throughput(ctx context.Context, op operation, t target) (float64, error) {
-	var rates []float64
-	for range throughputRuns {
-		var mu sync.Mutex
-		var n int
-		var firstErr error
-		var wg sync.WaitGroup
-		deadline := time.Now().Add(throughputFor)
-		for c := range concurrency {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := 1_000_000; time.Now().Before(deadline); i++ {
-					_, err := op.do(ctx, t, c, i)
-					mu.Lock()
-					if err != nil && firstErr == nil {
-						firstErr = err
-					}
-					n++
-					mu.Unlock()
-					if err != nil {
-						return
-					}
-				}
-			}()
+// throughputs is, for each target, the median over windows of requests completed per second by
+// concurrent clients. The targets take turns, window by window, and the one that goes first rotates:
+// log_batch makes its runs larger as it goes, and MLflow slower with them, so measuring one target's
+// windows after another's would favour the first.
+func throughputs(ctx context.Context, op operation, targets []target) (map[string]float64, map[string]error) {
+	rates, errs := map[string][]float64{}, map[string]error{}
+	for w := range throughputRuns {
+		for k := range targets {
+			t := targets[(w+k)%len(targets)]
+			if errs[t.name] != nil {
+				continue
+			}
+			rate, err := window(ctx, op, t)
+			if err != nil {
+				errs[t.name] = err
+				continue
+			}
+			rates[t.name] = append(rates[t.name], rate)
 		}
-		wg.Wait()
-		if firstErr != nil {
-			return 0, fmt.Errorf("%s via %s under load: %w", op.name, t.name, firstErr)
-		}
-		rates = append(rates, float64(n)/throughputFor.Seconds())
 	}
-	return median(rates), nil
+	medians := map[string]float64{}
+	for name, rs := range rates {
+		medians[name] = median(rs)
+	}
+	return medians, errs
+}
+
+// window is the requests completed per second by concurrent clients in one window.
+func window(ctx context.Context, op operation, t target) (float64, error) {
+	var mu sync.Mutex
+	var n int
+	var firstErr error
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(throughputFor)
+	for c := range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 1_000_000; time.Now().Before(deadline); i++ {
+				_, err := op.do(ctx, t, c, i)
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				n++
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, fmt.Errorf("%s via %s under load: %w", op.name, t.name, firstErr)
+	}
+	return float64(n) / throughputFor.Seconds(), nil
 }
 
 // artifacts uploads and downloads an artifact of two sizes along each path, and reads our server's
