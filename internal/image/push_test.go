@@ -404,7 +404,9 @@ func TestPushProgress(t *testing.T) {
 			writeRegistryError(w, http.StatusInternalServerError, "UNKNOWN", "try again")
 			return true
 		}
-		r.Body = slowBody{r.Body} // 2 s or more for the largest layer: progressEvery passes while it is sent
+		// 2.5 s or more for the 4 MB layer, whatever size of read the server makes: longer than
+		// progressEvery, so at least one update comes while it is being sent.
+		r.Body = slowBody{r.Body}
 		return false
 	})
 	img := f.build(t, "rev1")
@@ -443,10 +445,10 @@ func TestPushProgress(t *testing.T) {
 	}
 }
 
-// slowBody reads at most 256 KiB each 20 ms.
+// slowBody reads at most 32 KiB each 20 ms.
 type slowBody struct{ io.ReadCloser }
 
 func (b slowBody) Read(p []byte) (int, error) {
 	time.Sleep(20 * time.Millisecond)
-	return b.ReadCloser.Read(p[:min(len(p), 256<<10)])
+	return b.ReadCloser.Read(p[:min(len(p), 32<<10)])
 }
