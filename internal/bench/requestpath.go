@@ -97,7 +97,7 @@ func requestPath(ctx context.Context, w *world, r *report) error {
 		"is compared with MLflow direct over HTTP/1.1. Latency: %d sequential requests per row (p50, p99 over them), the paths interleaved request by request. "+
 		"Throughput: %d concurrent clients (4 or 8 exhausted the SQLAlchemy pool the server configures, and MLflow failed requests with 400 after 30 s; a failed window is reported, not hidden), for %s, median of %d windows, the paths taking turns window by window. log_batch sends 10 metrics, 5 params and 5 tags to one run; "+
 		"search_runs asks for the %d runs of an experiment that only the reads use, each written once before the measurement with %d params, 10 metrics and 5 tags; get_run reads one of those runs; version is `GET /version`, MLflow's cheapest answer, so its overhead is the server's own cost per request. "+
-		"Answer sizes, the same in every run of the benchmark: %s. Overhead = ours − direct; the target is p50 overhead < max(5%% of direct, 1 ms). "+
+		"Answer sizes, the same in every run of the benchmark to within a few bytes (IDs and timestamps): %s. Overhead = ours − direct; the target is p50 overhead < max(5%% of direct, 1 ms). "+
 		"MLflow's own latency varies by several milliseconds from request to request on this machine, so each overhead comes with a 95%% interval (bootstrap over the %d requests of each row): "+
 		"a miss whose interval reaches below the target is within that noise. "+
 		"One bias the interval cannot show: each path's kept-alive connections stay with whichever of MLflow's two workers accepted them, and the workers' speeds differ by up to about a millisecond, "+
@@ -177,6 +177,12 @@ func client(h2c bool) *http.Client {
 
 // call sends one request and reads the whole answer, failing on a status other than 200.
 func call(ctx context.Context, t target, method, path string, body io.Reader) error {
+	return send(ctx, t, method, path, body, nil)
+}
+
+// send sends one request and hands the answer to read, or discards it when read is nil, failing on a
+// status other than 200.
+func send(ctx context.Context, t target, method, path string, body io.Reader, read func(io.Reader) error) error {
 	req, err := http.NewRequestWithContext(ctx, method, t.base+path, body)
 	if err != nil {
 		return err
@@ -195,6 +201,9 @@ func call(ctx context.Context, t target, method, path string, body io.Reader) er
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 500))
 		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, b)
+	}
+	if read != nil {
+		return read(resp.Body)
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	return err
@@ -308,42 +317,21 @@ func newReadRuns(ctx context.Context, t target) (readSet, error) {
 
 // post sends a JSON request and decodes the answer into out, unless out is nil.
 func post(ctx context.Context, t target, path, body string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.base+path, strings.NewReader(body))
-	if err != nil {
-		return err
+	var read func(io.Reader) error
+	if out != nil {
+		read = func(r io.Reader) error { return json.NewDecoder(r).Decode(out) }
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := t.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 500))
-		return fmt.Errorf("POST %s: %s: %s", path, resp.Status, b)
-	}
-	if out == nil {
-		return nil
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	return send(ctx, t, http.MethodPost, path, strings.NewReader(body), read)
 }
 
 // answerSize is the size of the answer to the first request of an operation.
-func answerSize(ctx context.Context, op operation, t target) (int64, error) {
+func answerSize(ctx context.Context, op operation, t target) (n int64, err error) {
 	m, p, b := op.req(0, 0)
-	req, err := http.NewRequestWithContext(ctx, m, t.base+p, bytes.NewReader(b))
-	if err != nil {
-		return 0, err
-	}
-	if m == http.MethodPost {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := t.client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	return io.Copy(io.Discard, resp.Body)
+	err = send(ctx, t, m, p, bytes.NewReader(b), func(r io.Reader) error {
+		n, err = io.Copy(io.Discard, r)
+		return err
+	})
+	return n, err
 }
 
 // throughputs is, for each target, the median over windows of requests completed per second by
