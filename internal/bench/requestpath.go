@@ -222,6 +222,14 @@ func (op operation) do(ctx context.Context, t target, client, i int) (float64, e
 	return secs(time.Since(start)), err
 }
 
+// kv is a metric, param or tag in a log-batch request; params and tags leave Step and TS out.
+type kv struct {
+	Key   string `json:"key"`
+	Value any    `json:"value"`
+	Step  int    `json:"step,omitempty"`
+	TS    int64  `json:"timestamp,omitempty"`
+}
+
 // readSet is the experiment the reads use and its runs.
 type readSet struct {
 	experiment string
@@ -231,12 +239,6 @@ type readSet struct {
 func operations(runIDs []string, reads readSet) []operation {
 	return []operation{
 		{"log_batch", func(c, i int) (string, string, []byte) {
-			type kv struct {
-				Key   string `json:"key"`
-				Value any    `json:"value"`
-				Step  int    `json:"step,omitempty"`
-				TS    int64  `json:"timestamp,omitempty"`
-			}
 			var metrics, params, tags []kv
 			for k := range 10 {
 				metrics = append(metrics, kv{fmt.Sprintf("m%d", k), float64(i * k), i, time.Now().UnixMilli()})
@@ -286,11 +288,6 @@ func newReadRuns(ctx context.Context, t target) (readSet, error) {
 		return readSet{}, fmt.Errorf("create the read experiment: %v", err)
 	}
 	reads := readSet{experiment: exp.ID}
-	type kv struct {
-		Key   string `json:"key"`
-		Value any    `json:"value"`
-		TS    int64  `json:"timestamp,omitempty"`
-	}
 	for r := range readRuns {
 		id, err := newRun(ctx, t, exp.ID)
 		if err != nil {
@@ -301,7 +298,7 @@ func newReadRuns(ctx context.Context, t target) (readSet, error) {
 			params = append(params, kv{Key: fmt.Sprintf("param_%02d", k), Value: fmt.Sprintf("value-%d-%d", r, k)})
 		}
 		for k := range 10 {
-			metrics = append(metrics, kv{fmt.Sprintf("metric_%d", k), float64(r*k) / 7, time.Now().UnixMilli()})
+			metrics = append(metrics, kv{Key: fmt.Sprintf("metric_%d", k), Value: float64(r*k) / 7, TS: time.Now().UnixMilli()})
 		}
 		for k := range 5 {
 			tags = append(tags, kv{Key: fmt.Sprintf("tag_%d", k), Value: fmt.Sprint(r)})

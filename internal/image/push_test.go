@@ -404,7 +404,7 @@ func TestPushProgress(t *testing.T) {
 			writeRegistryError(w, http.StatusInternalServerError, "UNKNOWN", "try again")
 			return true
 		}
-		// 2.5 s or more for the 4 MB layer, whatever size of read the server makes: longer than
+		// About 2.5 s for the 4 MB layer, whatever size of read the server makes: longer than
 		// progressEvery, so at least one update comes while it is being sent.
 		r.Body = slowBody{r.Body}
 		return false
